@@ -1,0 +1,20 @@
+import pytest
+import torch
+
+from transmrsr import TransMRSR, TransMRSRConfig
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def tiny_model() -> TransMRSR:
+    """A tiny TransMRSR with fitted centroids, in eval mode."""
+    torch.manual_seed(1)
+    cfg = TransMRSRConfig.from_preset("tiny")
+    model = TransMRSR(cfg).eval()
+    model.truncation.set_centroids(torch.randn(cfg.num_centroids, cfg.style_dim))
+    return model

@@ -1,0 +1,270 @@
+"""Model configuration: one dataclass, three presets (`tiny`, `small`, `paper`).
+
+All sizes of the network live here; the model code reads them and holds no constants of
+its own. Per-level lists are ordered from the finest resolution to the coarsest for the
+encoder (``img_size``, ``img_size/2``, ... ``8``) and from the coarsest to the finest for the
+decoder (``4``, ``8``, ... ``img_size``), i.e. in the order data flows through each part.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+#: Bumped whenever a saved ``config.json`` can no longer be read by this code.
+CONFIG_FORMAT_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A configuration is inconsistent or comes from an incompatible version."""
+
+
+@dataclass
+class TransMRSRConfig:
+    """Sizes and switches of the TransMRSR network.
+
+    Attributes:
+        img_size: side of the square canvas in pixels (power of two, >= 16); the paper uses 256.
+        in_channels: image channels (1: one MRI contrast).
+        shallow_dim: channels of the shallow features ``F_s``; equals ``enc_dims[0]`` and the
+            decoder's full-resolution channels so that ``F_s + F_d1`` is defined.
+        shallow_blocks: residual blocks after the first conv of the shallow extractor.
+        enc_dims: channels per encoder level, finest first (``log2(img_size) - 2`` levels,
+            resolutions ``img_size .. 8``); patch merging after level i outputs ``enc_dims[i+1]``
+            channels and after the last level ``dec_channels[0]`` (the 4x4 bottleneck).
+        enc_heads: attention heads per encoder level.
+        enc_depth: Swin layers per RSTB (alternating window / shifted window).
+        window_size: attention window (pixels) for encoder and decoder; smaller maps use
+            their own size and no shift.
+        mlp_ratio: hidden size of the transformer MLPs relative to their width.
+        style_dim: width of latent / style vectors.
+        mapping_layers: layers of the stage-1 mapping MLP (z -> w).
+        lr_mlp: learning-rate multiplier of the equalised mapping / latent layers.
+        dec_channels: decoder (StyleSwin synthesis) channels per resolution, ``4 .. img_size``.
+        dec_heads: decoder heads per resolution; ``None`` means StyleSwin's ``max(c // 32, 4)``
+            (kept even, since heads are split between window and shifted-window attention).
+        dec_depth: style-modulated Swin blocks per decoder resolution (each takes one latent).
+        recon_dim: channels of the reconstruction head.
+        recon_blocks: residual blocks in the reconstruction head.
+        disc_channels: stage-1 discriminator channels per resolution, ``img_size .. 4``.
+        num_centroids: k-means centroids for self-distilled truncation.
+        phi: default truncation level used when ``forward`` gets no ``phi`` (1 = none).
+        use_generative_prior: stage 2 starts the decoder from the stage-1 generator (w/o GP
+            ablation when False: the decoder keeps its random initialisation).
+        use_sdt: self-distilled truncation on (w/o SDT ablation when False).
+        use_cwss: multi-resolution encoder features modulate the decoder through CWSS
+            (w/o MREF ablation when False).
+        use_skip: shallow features are added to the decoder output before reconstruction
+            (w/o SC ablation when False).
+        drop_path: stochastic-depth rate of the encoder (training only).
+        preset: name of the preset this config was made from (informational).
+    """
+
+    img_size: int = 256
+    in_channels: int = 1
+    shallow_dim: int = 8
+    shallow_blocks: int = 2
+    enc_dims: list[int] = field(default_factory=lambda: [8, 32, 64, 96, 128, 128])
+    enc_heads: list[int] = field(default_factory=lambda: [1, 2, 4, 4, 4, 4])
+    enc_depth: int = 2
+    window_size: int = 4
+    mlp_ratio: float = 2.0
+    style_dim: int = 128
+    mapping_layers: int = 4
+    lr_mlp: float = 0.01
+    dec_channels: list[int] = field(default_factory=lambda: [128, 128, 128, 96, 64, 32, 8])
+    dec_heads: list[int] | None = field(default_factory=lambda: [4, 4, 4, 4, 4, 2, 2])
+    dec_depth: int = 2
+    recon_dim: int = 16
+    recon_blocks: int = 2
+    disc_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 128, 128, 128])
+    num_centroids: int = 8
+    phi: float = 0.9
+    use_generative_prior: bool = True
+    use_sdt: bool = True
+    use_cwss: bool = True
+    use_skip: bool = True
+    drop_path: float = 0.0
+    preset: str = "small"
+
+    # ------------------------------------------------------------------ derived sizes
+    @property
+    def log_size(self) -> int:
+        return int(math.log2(self.img_size))
+
+    @property
+    def num_enc_levels(self) -> int:
+        """Encoder levels at resolutions ``img_size, img_size/2, ..., 8``."""
+        return self.log_size - 2
+
+    @property
+    def num_dec_layers(self) -> int:
+        """Decoder layers at resolutions ``4, 8, ..., img_size``."""
+        return self.log_size - 1
+
+    @property
+    def num_latents(self) -> int:
+        """One latent vector per decoder style input (``dec_depth`` per decoder layer)."""
+        return self.num_dec_layers * self.dec_depth
+
+    @property
+    def dec_resolutions(self) -> list[int]:
+        return [2 ** (i + 2) for i in range(self.num_dec_layers)]
+
+    @property
+    def enc_resolutions(self) -> list[int]:
+        return [self.img_size // 2**i for i in range(self.num_enc_levels)]
+
+    @property
+    def enc_out_dims(self) -> list[int]:
+        """Channels after each encoder level's patch merging (resolutions img/2 .. 4)."""
+        return list(self.enc_dims[1:]) + [self.dec_channels[0]]
+
+    def resolved_dec_heads(self) -> list[int]:
+        if self.dec_heads is not None:
+            return list(self.dec_heads)
+        return [max(c // 32, 4) for c in self.dec_channels]
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> "TransMRSRConfig":
+        """Check that all sizes fit together; raise :class:`ConfigError` naming the field."""
+        s = self.img_size
+        if s < 16 or s & (s - 1):
+            raise ConfigError(f"img_size must be a power of two >= 16, got {s}")
+        checks = [
+            ("enc_dims", self.enc_dims, self.num_enc_levels),
+            ("enc_heads", self.enc_heads, self.num_enc_levels),
+            ("dec_channels", self.dec_channels, self.num_dec_layers),
+            ("disc_channels", self.disc_channels, self.num_dec_layers),
+        ]
+        if self.dec_heads is not None:
+            checks.append(("dec_heads", self.dec_heads, self.num_dec_layers))
+        for name, values, n in checks:
+            if len(values) != n:
+                raise ConfigError(f"{name} needs {n} entries for img_size={s}, got {len(values)}")
+        if self.enc_dims[0] != self.shallow_dim:
+            raise ConfigError("enc_dims[0] must equal shallow_dim (the encoder embeds F_s)")
+        if self.dec_channels[-1] != self.shallow_dim:
+            raise ConfigError("dec_channels[-1] must equal shallow_dim (F_s + F_d1 is summed)")
+        for d, h in zip(self.enc_dims, self.enc_heads):
+            if d % h:
+                raise ConfigError(f"encoder width {d} is not divisible by {h} heads")
+        for c, h in zip(self.dec_channels, self.resolved_dec_heads()):
+            if h % 2 or (c // 2) % (h // 2) or c % 2:
+                raise ConfigError(
+                    f"decoder width {c} with {h} heads cannot be split evenly between "
+                    "window and shifted-window attention"
+                )
+        if self.window_size < 2 or self.window_size & (self.window_size - 1):
+            raise ConfigError(f"window_size must be a power of two >= 2, got {self.window_size}")
+        if not 0.0 <= self.phi <= 1.0:
+            raise ConfigError(f"phi must lie in [0, 1], got {self.phi}")
+        if self.num_centroids < 1:
+            raise ConfigError("num_centroids must be >= 1")
+        if self.dec_depth < 1 or self.enc_depth < 1:
+            raise ConfigError("enc_depth and dec_depth must be >= 1")
+        return self
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "TransMRSRConfig":
+        """Build a config from a preset name (``tiny``, ``small``, ``paper``) plus overrides."""
+        try:
+            base = PRESETS[name]
+        except KeyError:
+            raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+        values = dict(base)
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {sorted(unknown)}")
+        values.update(overrides)
+        values["preset"] = name
+        return cls(**values).validate()
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["model_type"] = "transmrsr"
+        data["config_format_version"] = CONFIG_FORMAT_VERSION
+        return data
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TransMRSRConfig":
+        """Inverse of :meth:`to_dict`; ``source`` names the file in error messages."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        model_type = data.pop("model_type", None)
+        if model_type != "transmrsr":
+            raise ConfigError(f"{source}: model_type is {model_type!r}, expected 'transmrsr'")
+        version = data.pop("config_format_version", None)
+        if version != CONFIG_FORMAT_VERSION:
+            raise ConfigError(
+                f"{source}: config_format_version {version!r} is not supported by this version of "
+                f"transmrsr (it reads version {CONFIG_FORMAT_VERSION}); re-save the model with a "
+                "matching transmrsr release"
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown field(s) {unknown} (written by a newer transmrsr?)")
+        try:
+            return cls(**data).validate()
+        except (TypeError, ConfigError) as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The authors' sizes at 256x256 (see README, "Deviations"): 6 encoder levels 256..8,
+    # 14 latents x 512, StyleSwin-256 decoder with channel multiplier 1.
+    "paper": dict(
+        img_size=256,
+        shallow_dim=64,
+        shallow_blocks=2,
+        enc_dims=[64, 128, 256, 512, 512, 512],
+        enc_heads=[16, 16, 16, 16, 8, 4],
+        enc_depth=2,
+        window_size=8,
+        mlp_ratio=4.0,
+        style_dim=512,
+        mapping_layers=8,
+        dec_channels=[512, 512, 512, 512, 256, 128, 64],
+        dec_heads=None,
+        dec_depth=2,
+        recon_dim=64,
+        recon_blocks=2,
+        disc_channels=[128, 256, 512, 512, 512, 512, 512],
+        drop_path=0.1,
+    ),
+    # The default (the dataclass defaults): same topology; narrow at full resolution (8
+    # channels), 4x4 windows and a short MLP, since on a 2-core CPU the full-resolution
+    # layers are bound by memory traffic, not arithmetic. A whole 182x218x181 volume runs in
+    # about a minute on two CPU cores.
+    "small": dict(),
+    # For tests: 32x32 canvas, forward + backward well under a second.
+    "tiny": dict(
+        img_size=32,
+        shallow_dim=8,
+        shallow_blocks=2,
+        enc_dims=[8, 16, 16],
+        enc_heads=[2, 2, 2],
+        enc_depth=2,
+        window_size=4,
+        mlp_ratio=2.0,
+        style_dim=32,
+        mapping_layers=2,
+        dec_channels=[32, 32, 16, 8],
+        dec_heads=[4, 2, 2, 2],
+        dec_depth=2,
+        recon_dim=8,
+        recon_blocks=1,
+        disc_channels=[8, 16, 32, 32],
+        num_centroids=4,
+    ),
+}

@@ -1,0 +1,300 @@
+"""StyleSwin generator (the generative prior, paper §3.3) and a StyleGAN2-style discriminator.
+
+The generator is split the way TransMRSR uses it:
+
+* :class:`MappingNetwork` — z -> w, used in stage 1 and to sample latents for the centroids;
+* :class:`StyleSwinSynthesis` — learned 4x4 constant, style-modulated Swin layers with bilinear
+  upsampling; this is the decoder that stage 2 fine-tunes, optionally modulated by CWSS;
+* :class:`ToGraySkips` — the StyleSwin "ToRGB" skip branch (1 channel here), stage 1 only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import TransMRSRConfig
+from ..hub import PretrainedMixin
+from .layers import EqualConv2d, EqualLinear, Mlp, PixelNorm, ScaledLeakyReLU, sinusoidal_grid
+from .swin import WindowAttention
+from .truncation import LatentTruncation
+
+
+class AdaptiveInstanceNorm(nn.Module):
+    """Instance norm over tokens, then per-channel ``gamma * x + beta`` from a style vector.
+
+    ``x (B, L, C)``, ``style (B, D)`` -> ``(B, L, C)``.
+    """
+
+    def __init__(self, dim: int, style_dim: int) -> None:
+        super().__init__()
+        self.style = EqualLinear(style_dim, 2 * dim)
+        with torch.no_grad():  # start as identity: gamma = 1, beta = 0
+            self.style.bias[:dim] = 1.0
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.style(style)[:, None, :].chunk(2, dim=-1)
+        # E[x] and E[x^2] in float32: two cheap reductions (var_mean over the token axis is
+        # several times slower on CPU)
+        xf = x.float()
+        mean = xf.mean(dim=1, keepdim=True)
+        var = (xf.square().mean(dim=1, keepdim=True) - mean.square()).clamp_min(0.0)
+        scale = (gamma * torch.rsqrt(var + 1e-5)).to(x.dtype)  # (B, 1, C): one multiply-add below
+        mean = mean.to(x.dtype)
+        return torch.addcmul(beta - mean * scale, x, scale)
+
+
+class StyleSwinBlock(nn.Module):
+    """Style-modulated Swin block: half of the heads attend in windows, half in shifted windows."""
+
+    def __init__(self, dim: int, heads: int, resolution: int, window: int, mlp_ratio: float, style_dim: int) -> None:
+        super().__init__()
+        self.norm1 = AdaptiveInstanceNorm(dim, style_dim)
+        half = dim // 2
+        # StyleSwin's one qkv / proj pair, split by head group (same parameter count)
+        self.attn = nn.ModuleList(
+            [
+                WindowAttention(dim, half, heads // 2, resolution, window, shift=0, proj_bias=True),
+                WindowAttention(dim, half, heads // 2, resolution, window, shift=window // 2, proj_bias=False),
+            ]
+        )
+        self.norm2 = AdaptiveInstanceNorm(dim, style_dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """``x (B, H*W, C)``, ``style (B, D)`` -> ``(B, H*W, C)``."""
+        y = self.norm1(x, style)
+        x = self.attn[1](y, residual=self.attn[0](y, residual=x))
+        return x + self.mlp(self.norm2(x, style))
+
+
+class BilinearUpsample(nn.Module):
+    """x2 bilinear upsampling, LayerNorm, Linear to ``out_dim``, plus a sinusoidal position
+    embedding scaled by a learned ``alpha`` (initialised at 0). ``(B, H*W, C) -> (B, 4*H*W, C_out)``.
+    """
+
+    def __init__(self, dim: int, out_dim: int, out_resolution: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.reduction = nn.Linear(dim, out_dim, bias=False)
+        self.alpha = nn.Parameter(torch.zeros(1))
+        self.register_buffer("pos", sinusoidal_grid(out_resolution, out_resolution, out_dim), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, length, c = x.shape
+        side = math.isqrt(length)
+        x = x.transpose(1, 2).reshape(b, c, side, side)
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        x = self.reduction(self.norm(x.flatten(2).transpose(1, 2)))
+        return torch.addcmul(x, self.pos.to(x.dtype).flatten(1, 2), self.alpha.to(x.dtype))
+
+
+class StyleLayer(nn.Module):
+    """``depth`` StyleSwin blocks at one resolution (one latent each), then optional upsampling."""
+
+    def __init__(
+        self,
+        dim: int,
+        out_dim: int | None,
+        heads: int,
+        resolution: int,
+        window: int,
+        depth: int,
+        mlp_ratio: float,
+        style_dim: int,
+    ) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            StyleSwinBlock(dim, heads, resolution, window, mlp_ratio, style_dim) for _ in range(depth)
+        )
+        self.upsample = BilinearUpsample(dim, out_dim, 2 * resolution) if out_dim is not None else None
+
+    def forward(self, x: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+        """``x (B, H*W, C)``, ``styles (B, depth, D)``."""
+        for i, block in enumerate(self.blocks):
+            x = block(x, styles[:, i])
+        if self.upsample is not None:
+            x = self.upsample(x)
+        return x
+
+
+def channel_wise_scale_shift(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """CWSS (paper eq. 9): ``concat[F0, alpha * F1 + beta]`` over a channel split of ``x``.
+
+    ``x (B, L, C)``; ``alpha, beta (B, L, C/2)``.
+    """
+    half = x.shape[-1] - alpha.shape[-1]
+    return torch.cat([x[..., :half], alpha * x[..., half:] + beta], dim=-1)
+
+
+class StyleSwinSynthesis(nn.Module):
+    """The StyleSwin synthesis network: 4x4 constant -> ... -> ``img_size`` features.
+
+    ``forward(latents (B, L, D), modulations)`` returns every layer's output as tokens,
+    coarsest first: ``[(B, 8*8, C1) (after layer 0's upsampling), ..., (B, S*S, C_last)]``.
+    ``modulations[l]`` is ``(alpha, beta)``, each ``(B, r*r, C_l / 2)``, for the input of layer
+    ``l`` (resolution ``r``) or ``None``.
+    """
+
+    def __init__(self, cfg: TransMRSRConfig) -> None:
+        super().__init__()
+        ch = cfg.dec_channels
+        heads = cfg.resolved_dec_heads()
+        self.depth = cfg.dec_depth
+        self.const = nn.Parameter(torch.randn(1, 16, ch[0]))  # 4x4 tokens
+        n = cfg.num_dec_layers
+        self.layers = nn.ModuleList(
+            StyleLayer(
+                dim=ch[i],
+                out_dim=ch[i + 1] if i + 1 < n else None,
+                heads=heads[i],
+                resolution=cfg.dec_resolutions[i],
+                window=cfg.window_size,
+                depth=cfg.dec_depth,
+                mlp_ratio=cfg.mlp_ratio,
+                style_dim=cfg.style_dim,
+            )
+            for i in range(n)
+        )
+
+    def forward(
+        self, latents: torch.Tensor, modulations: list[tuple[torch.Tensor, torch.Tensor] | None] | None = None
+    ) -> list[torch.Tensor]:
+        x = self.const.expand(latents.shape[0], -1, -1)
+        outs = []
+        for i, layer in enumerate(self.layers):
+            if modulations is not None and modulations[i] is not None:
+                x = channel_wise_scale_shift(x, *modulations[i])
+            x = layer(x, latents[:, i * self.depth : (i + 1) * self.depth])
+            outs.append(x)
+        return outs
+
+
+class ToGraySkips(nn.Module):
+    """StyleSwin's ToRGB branch for one channel: a 1x1 projection of every layer's output,
+    summed over resolutions with bilinear upsampling of the running image. Returns ``(B, 1, S, S)``.
+    """
+
+    def __init__(self, cfg: TransMRSRConfig) -> None:
+        super().__init__()
+        ch = cfg.dec_channels
+        n = cfg.num_dec_layers
+        out_ch = [ch[i + 1] if i + 1 < n else ch[i] for i in range(n)]
+        self.proj = nn.ModuleList(nn.Linear(c, cfg.in_channels) for c in out_ch)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        image = None
+        for feat, proj in zip(features, self.proj):
+            side = math.isqrt(feat.shape[1])
+            out = proj(feat).transpose(1, 2).reshape(feat.shape[0], -1, side, side)
+            if image is not None:
+                if image.shape[-1] != out.shape[-1]:
+                    image = F.interpolate(image, size=out.shape[-2:], mode="bilinear", align_corners=False)
+                out = out + image
+            image = out
+        return image
+
+
+class MappingNetwork(nn.Module):
+    """z -> w: PixelNorm, then ``mapping_layers`` equalised linear layers (lr x ``lr_mlp``)."""
+
+    def __init__(self, cfg: TransMRSRConfig) -> None:
+        super().__init__()
+        d = cfg.style_dim
+        self.net = nn.Sequential(
+            PixelNorm(), *[EqualLinear(d, d, lr_mul=cfg.lr_mlp, activation="lrelu") for _ in range(cfg.mapping_layers)]
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+def init_styleswin_weights(module: nn.Module) -> None:
+    """StyleSwin's initialisation: truncated-normal linears, unit LayerNorms."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class StyleSwinGenerator(nn.Module, PretrainedMixin):
+    """Stage-1 generator: mapping network + synthesis + gray skips, with the SDT centroids.
+
+    ``forward(z (B, D))`` -> image ``(B, 1, S, S)``; ``z`` may also be ``(B, L, D)`` to give a
+    different z per style input (style mixing). Saved and loaded like :class:`TransMRSR`
+    (``save_pretrained`` / ``from_pretrained``), centroids included.
+    """
+
+    def __init__(self, config: TransMRSRConfig) -> None:
+        super().__init__()
+        self.config = config.validate()
+        self.mapping = MappingNetwork(config)
+        self.synthesis = StyleSwinSynthesis(config)
+        self.to_gray = ToGraySkips(config)
+        self.truncation = LatentTruncation(config.num_centroids, config.style_dim)
+        self.synthesis.apply(init_styleswin_weights)
+        self.to_gray.apply(init_styleswin_weights)
+
+    def latents(self, z: torch.Tensor) -> torch.Tensor:
+        """Map z to one w per style input: ``(B, D)`` or ``(B, L, D)`` -> ``(B, L, D)``."""
+        w = self.mapping(z)
+        if w.ndim == 2:
+            w = w[:, None].expand(-1, self.config.num_latents, -1)
+        return w
+
+    def synthesize(self, w: torch.Tensor) -> torch.Tensor:
+        """Latents ``(B, L, D)`` -> image ``(B, 1, S, S)``."""
+        return self.to_gray(self.synthesis(w))
+
+    def forward(self, z: torch.Tensor, phi: float | torch.Tensor = 1.0) -> torch.Tensor:
+        return self.synthesize(self.truncation(self.latents(z), phi))
+
+
+class DiscriminatorBlock(nn.Module):
+    """Residual block: conv3x3, conv3x3, 2x average-pool; skip = pool + 1x1. Halves H and W."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.conv1 = EqualConv2d(in_ch, in_ch, 3, padding=1)
+        self.conv2 = EqualConv2d(in_ch, out_ch, 3, padding=1)
+        self.skip = EqualConv2d(in_ch, out_ch, 1, bias=False)
+        self.act = ScaledLeakyReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.avg_pool2d(self.act(self.conv2(self.act(self.conv1(x)))), 2)
+        skip = self.skip(F.avg_pool2d(x, 2))
+        return (out + skip) / math.sqrt(2.0)
+
+
+class Discriminator(nn.Module):
+    """StyleGAN2-style residual discriminator: ``(B, 1, S, S)`` -> logits ``(B, 1)``.
+
+    Channels per resolution come from ``cfg.disc_channels`` (``S .. 4``); ends with a minibatch
+    standard-deviation feature, a 3x3 conv and two equalised linear layers.
+    """
+
+    def __init__(self, cfg: TransMRSRConfig, stddev_group: int = 4) -> None:
+        super().__init__()
+        ch = cfg.disc_channels
+        self.from_gray = nn.Sequential(EqualConv2d(cfg.in_channels, ch[0], 1), ScaledLeakyReLU())
+        self.blocks = nn.Sequential(*[DiscriminatorBlock(ch[i], ch[i + 1]) for i in range(len(ch) - 1)])
+        self.stddev_group = stddev_group
+        self.final_conv = nn.Sequential(EqualConv2d(ch[-1] + 1, ch[-1], 3, padding=1), ScaledLeakyReLU())
+        self.final = nn.Sequential(EqualLinear(ch[-1] * 16, ch[-1], activation="lrelu"), EqualLinear(ch[-1], 1))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.from_gray(image))
+        b, c, h, w = x.shape
+        group = min(b, self.stddev_group)
+        while b % group:
+            group -= 1
+        std = x.view(group, -1, c, h, w).var(dim=0, unbiased=False).add(1e-8).sqrt()
+        std = std.mean(dim=(1, 2, 3)).view(-1, 1, 1, 1).repeat(group, 1, h, w)
+        x = self.final_conv(torch.cat([x, std], dim=1))
+        return self.final(x.flatten(1))

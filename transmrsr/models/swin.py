@@ -1,0 +1,250 @@
+"""Window attention and the Swin encoder (paper §3.2).
+
+Feature maps inside the transformer parts are channels-last, ``(B, H, W, C)``; the
+convolutional parts use ``(B, C, H, W)``. Attention runs through
+``torch.nn.functional.scaled_dot_product_attention`` with the relative-position bias and the
+shifted-window mask folded into one additive mask, which is cached while gradients are off.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import DropPath, Mlp
+
+
+def relative_position_index(window: int) -> torch.Tensor:
+    """Index into a ``((2w-1)^2, heads)`` bias table for every token pair: ``(w*w, w*w)``."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"))
+    coords = coords.flatten(1)  # (2, N)
+    rel = coords[:, :, None] - coords[:, None, :] + (window - 1)  # (2, N, N), each in [0, 2w-2]
+    return rel[0] * (2 * window - 1) + rel[1]
+
+
+def window_order(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+    """Token permutation ``(H*W,)`` that lists a map window by window, after a cyclic shift.
+
+    Position ``i = n * nW + w`` holds the token at in-window offset ``n`` of window ``w`` of the
+    map rolled by ``-shift``. With this order, ``qkv`` of layout ``(B, N, nW, heads, 3, d)``
+    views as ``(B, nW*heads, N, d)`` for attention without a copy, and the shift costs nothing.
+    """
+    nh, nw = height // window, width // window
+    n_y, n_x = torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
+    w_y, w_x = torch.meshgrid(torch.arange(nh), torch.arange(nw), indexing="ij")
+    rows = (w_y.reshape(1, -1) * window + n_y.reshape(-1, 1) + shift) % height  # (N, nW)
+    cols = (w_x.reshape(1, -1) * window + n_x.reshape(-1, 1) + shift) % width
+    return (rows * width + cols).reshape(-1)
+
+
+def shifted_window_mask(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+    """Additive mask ``(nW, N, N)`` for attention on a map rolled by ``-shift``.
+
+    Tokens that wrapped around from the opposite border must not attend to their new
+    neighbours: pairs from different regions get ``-inf``, others 0.
+    """
+    regions = torch.zeros(height, width)
+    bounds = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+    label = 0
+    for hs in bounds:
+        for ws in bounds:
+            regions[hs, ws] = label
+            label += 1
+    win = regions.view(height // window, window, width // window, window).permute(0, 2, 1, 3)
+    win = win.reshape(-1, window * window)  # (nW, N)
+    diff = win[:, None, :] - win[:, :, None]
+    return torch.zeros_like(diff).masked_fill(diff != 0, float("-inf"))
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention within (optionally shifted) square windows, with its own
+    qkv and output projections.
+
+    Args:
+        dim: input channels (the token width).
+        attn_dim: channels attended (``heads * head_dim``); StyleSwin uses half of ``dim``.
+        heads: attention heads; ``attn_dim`` must be divisible by it.
+        resolution: side of the square feature map (pixels).
+        window: window side; clipped to ``resolution`` (then no shift is possible).
+        shift: cyclic shift in pixels (0 = plain windows); dropped when the map is one window.
+        proj_bias: whether the output projection has a bias.
+
+    ``forward(x (B, H*W, dim))`` returns the projected attention output ``(B, H*W, dim)``;
+    ``forward(x, residual)`` returns ``residual + output``.
+    Tokens are gathered once into window order (:func:`window_order`), so neither the roll
+    nor the window partition is a separate copy; the relative-position bias and the shift mask
+    are one additive 4-D mask, cached while gradients are off, so that
+    ``scaled_dot_product_attention`` can take its fused (flash) path on CPU and GPU.
+    """
+
+    def __init__(
+        self, dim: int, attn_dim: int, heads: int, resolution: int, window: int, shift: int = 0, proj_bias: bool = True
+    ) -> None:
+        super().__init__()
+        window = min(window, resolution)
+        if resolution <= window:
+            shift = 0
+        if resolution % window:
+            raise ValueError(f"resolution {resolution} is not a multiple of window {window}")
+        self.dim, self.attn_dim, self.heads = dim, attn_dim, heads
+        self.window, self.shift, self.resolution = window, shift, resolution
+        # output channels are laid out (heads, 3, head_dim): see window_order
+        self.qkv = nn.Linear(dim, 3 * attn_dim)
+        self.proj = nn.Linear(attn_dim, dim, bias=proj_bias)
+        self.bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
+        nn.init.trunc_normal_(self.bias_table, std=0.02)
+        self.register_buffer("rel_index", relative_position_index(window), persistent=False)
+        order = window_order(resolution, resolution, window, shift)
+        self.register_buffer("order", order, persistent=False)
+        self.register_buffer("inverse_order", torch.argsort(order), persistent=False)
+        mask = shifted_window_mask(resolution, resolution, window, shift) if shift else None
+        self.register_buffer("shift_mask", mask, persistent=False)
+        self._cache: tuple | None = None
+
+    def attn_mask(self, dtype: torch.dtype) -> torch.Tensor:
+        """Bias (+ shift mask) for every (window, head): ``(1, nW*heads, N, N)``.
+
+        On CPU with gradients off the mask is cached, keyed on a copy of the (small) bias table
+        compared by value, so in-place updates of any kind (optimiser, EMA through ``.data``,
+        ``load_state_dict``) are always seen. On GPU it is rebuilt each call (cheap there, and a
+        value comparison would synchronise the device).
+        """
+        table = self.bias_table
+        cacheable = not torch.is_grad_enabled() and table.device.type == "cpu"
+        if cacheable and self._cache is not None:
+            cached_table, cached_dtype, cached_mask = self._cache
+            if cached_dtype == dtype and torch.equal(cached_table, table):
+                return cached_mask
+        n = self.window * self.window
+        n_windows = (self.resolution // self.window) ** 2
+        bias = table[self.rel_index.reshape(-1)].view(n, n, self.heads).permute(2, 0, 1)
+        if self.shift_mask is not None:
+            bias = bias[None] + self.shift_mask[:, None]
+        else:
+            bias = bias[None].expand(n_windows, -1, -1, -1)
+        bias = bias.reshape(1, n_windows * self.heads, n, n).to(dtype).contiguous()
+        if cacheable:
+            self._cache = (table.detach().clone(), dtype, bias)
+        return bias
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        b, length, _ = x.shape
+        n = self.window * self.window
+        n_windows = length // n
+        heads, d = self.heads, self.attn_dim // self.heads
+        qkv = self.qkv(x.index_select(1, self.order)).view(b, n, n_windows, heads, 3, d)
+        # one copy into (3, B, nW*heads, N, d): the fused kernels run much faster on contiguous input
+        q, k, v = qkv.permute(4, 0, 2, 3, 1, 5).reshape(3, b, n_windows * heads, n, d)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attn_mask(q.dtype))
+        out = out.view(b, n_windows, heads, n, d).permute(0, 3, 1, 2, 4).reshape(b, length, self.attn_dim)
+        # project while still in window order, then one gather back (index_select is far
+        # cheaper than a scatter such as index_add on CPU)
+        out = self.proj(out).index_select(1, self.inverse_order)
+        return out if residual is None else residual + out
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, attn_dim={self.attn_dim}, heads={self.heads}, window={self.window}, shift={self.shift}"
+
+
+class SwinLayer(nn.Module):
+    """One Swin transformer layer (pre-norm W-MSA/SW-MSA + MLP). ``(B, H*W, C)`` in and out."""
+
+    def __init__(
+        self, dim: int, heads: int, resolution: int, window: int, shift: int, mlp_ratio: float, drop_path: float
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, dim, heads, resolution, window, shift)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_path.p and self.training:
+            x = x + self.drop_path(self.attn(self.norm1(x)))
+        else:
+            x = self.attn(self.norm1(x), residual=x)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class PatchMerging(nn.Module):
+    """2x2 space-to-depth, LayerNorm, Linear (no bias): ``(B, H, W, C) -> (B, H/2, W/2, C_out)``."""
+
+    def __init__(self, dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, out_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        x = x.view(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(b, h // 2, w // 2, 4 * c)
+        return self.reduction(self.norm(x))
+
+
+class EncoderLevel(nn.Module):
+    """``F^ = Conv3x3(RSTB(F)) + F``, then patch merging (paper eq. 2-3).
+
+    RSTB = ``depth`` Swin layers alternating window / shifted window.
+    ``(B, H, W, C) -> (B, H/2, W/2, C_out)``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        out_dim: int,
+        heads: int,
+        resolution: int,
+        window: int,
+        depth: int,
+        mlp_ratio: float,
+        drop_path: float,
+    ) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            SwinLayer(dim, heads, resolution, window, (window // 2) if i % 2 else 0, mlp_ratio, drop_path)
+            for i in range(depth)
+        )
+        self.conv = nn.Conv2d(dim, dim, 3, padding=1)
+        self.merge = PatchMerging(dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        y = x.reshape(b, h * w, c)
+        for layer in self.layers:
+            y = layer(y)
+        y = self.conv(y.view(b, h, w, c).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return self.merge(y + x)
+
+
+class SwinEncoder(nn.Module):
+    """Hierarchical Swin encoder from ``F_s`` down to a 4x4 map.
+
+    ``forward(F_s (B, C_s, S, S))`` returns the list of level outputs after patch merging,
+    channels-last, at resolutions ``S/2, S/4, ..., 4`` (finest first).
+    """
+
+    def __init__(self, cfg) -> None:
+        super().__init__()
+        self.embed_norm = nn.LayerNorm(cfg.shallow_dim)
+        self.levels = nn.ModuleList(
+            EncoderLevel(
+                dim=cfg.enc_dims[i],
+                out_dim=cfg.enc_out_dims[i],
+                heads=cfg.enc_heads[i],
+                resolution=cfg.enc_resolutions[i],
+                window=cfg.window_size,
+                depth=cfg.enc_depth,
+                mlp_ratio=cfg.mlp_ratio,
+                drop_path=cfg.drop_path,
+            )
+            for i in range(cfg.num_enc_levels)
+        )
+
+    def forward(self, shallow: torch.Tensor) -> list[torch.Tensor]:
+        x = self.embed_norm(shallow.permute(0, 2, 3, 1))
+        outs = []
+        for level in self.levels:
+            x = level(x)
+            outs.append(x)
+        return outs
