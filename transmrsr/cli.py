@@ -2,14 +2,22 @@
 
 Sub-commands:
 
+* ``transmrsr sr INPUT OUTPUT [--model M] [--phi F] [--scale R] [--axis A] [--fusion] [--device D] [--batch-size B]``
+* ``transmrsr simulate HR LR --scale R --axis A [--profile box|gaussian]``
+* ``transmrsr evaluate SR HR [--mask M] [--lr LR | --scale R --axis A] [--dice] [--json]``
 * ``transmrsr info [--preset P | --model DIR_OR_REPO]`` — sizes and switches of a model.
+
+Every error about the user's input ends with exit code 2 and one line on stderr that names the
+file and the problem; no output file is left behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from . import __version__
 
@@ -48,10 +56,166 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Bundled default weights, one folder per scale (see checkpoints/README.md).
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+def default_model_dir(scale: int) -> Path:
+    return CHECKPOINTS / f"transmrsr-small-t1-x{scale}"
+
+
+def _load_model(spec: str | None, scale: int, revision: str | None = None):
+    from .hub import PretrainedLoadError
+    from .models import TransMRSR
+
+    if spec is None:
+        folder = default_model_dir(scale)
+        if not (folder / "model.safetensors").is_file():
+            raise PretrainedLoadError(
+                f"{folder}: no bundled weights for x{scale} in this installation; pass --model with a weights "
+                "folder or a Hugging Face repo id"
+            )
+        spec = str(folder)
+    return TransMRSR.from_pretrained(spec, revision=revision)
+
+
+def _cmd_sr(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from .data.io import load_volume
+    from .inference import resolve_geometry, super_resolve_file
+
+    if args.phi is not None and not 0.0 <= args.phi <= 1.0:
+        raise ValueError(f"--phi must lie in [0, 1], got {args.phi}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    vol = load_volume(args.input)  # validate before loading a model
+    _, scale = resolve_geometry(vol, args.scale, args.axis)
+    model = _load_model(args.model, scale, args.revision)
+    if args.device:
+        try:
+            torch.empty(0, device=args.device)
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(f"--device {args.device!r} is not usable here ({exc})") from None
+    t0 = time.perf_counter()
+    result, axis, factor = super_resolve_file(
+        vol,
+        args.output,
+        model,
+        scale=args.scale,
+        axis=args.axis,
+        phi=args.phi,
+        fusion=args.fusion,
+        device=args.device,
+        batch_size=args.batch_size,
+        show_progress=not args.quiet,
+    )
+    if not args.quiet:
+        print(
+            f"{args.output}: {result.sr.shape} voxels, axis {axis} x{factor}, {result.slices_run} slices run "
+            f"({result.canvas}) in {time.perf_counter() - t0:.1f} s"
+        )
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .inference import simulate_file
+
+    lr = simulate_file(args.hr, args.lr, args.scale, args.axis, args.profile)
+    if not args.quiet:
+        print(f"{args.lr}: {lr.shape} voxels, axis {args.axis} averaged x{args.scale} ({args.profile} profile)")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data.degradation import simulate_thick
+    from .data.io import VolumeError, load_volume, thick_axis
+    from .evaluation import evaluate, format_table
+
+    sr, hr = load_volume(args.sr), load_volume(args.hr)
+    if sr.shape != hr.shape:
+        raise VolumeError(f"{args.sr}: shape {sr.shape} differs from the HR's {hr.shape} ({args.hr})")
+    if not np.allclose(sr.affine, hr.affine, atol=1e-3):
+        raise VolumeError(f"{args.sr}: its affine differs from the HR's ({args.hr}); they are not on the same grid")
+    if args.lr:
+        lr = load_volume(args.lr)
+        ratios = np.array(lr.zooms) / np.array(hr.zooms)
+        axis = int(np.argmax(ratios))
+        factor = int(round(ratios[axis]))
+        if factor < 2:
+            raise VolumeError(f"{args.lr}: voxel sizes are not coarser than the HR's along any axis")
+        lr_data = lr.data
+    else:
+        if args.scale is None or args.axis is None:
+            raise VolumeError(
+                f"{args.hr}: give --lr (the thick-slice input) or --scale and --axis, so that cubic and trilinear "
+                "interpolation can be scored beside the SR"
+            )
+        axis, factor = args.axis, args.scale
+        lr_data = simulate_thick(hr.data, axis, factor)
+    mask = None
+    if args.mask:
+        from .data.io import load_mask
+
+        mask = load_mask(args.mask)
+        if mask.shape != hr.shape:
+            raise VolumeError(f"{args.mask}: mask shape {mask.shape} differs from the HR's {hr.shape}")
+        if not mask.any():
+            raise VolumeError(f"{args.mask}: the mask is empty")
+        if mask.shape != hr.shape:
+            raise VolumeError(f"{args.mask}: mask shape {mask.shape} differs from the HR's {hr.shape}")
+        if not mask.any():
+            raise VolumeError(f"{args.mask}: the mask is empty")
+    rows = evaluate(sr.data, hr.data, lr_data, axis, factor, mask=mask, with_dice=args.dice)
+    if args.json:
+        print(json.dumps({"axis": axis, "scale": factor, "rows": [r.as_dict() for r in rows]}, indent=2))
+    else:
+        print(format_table(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transmrsr", description="TransMRSR brain MRI super-resolution")
     parser.add_argument("--version", action="version", version=f"transmrsr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    sr = sub.add_parser("sr", help="super-resolve a thick-slice NIfTI volume")
+    sr.add_argument("input", help="thick-slice .nii / .nii.gz")
+    sr.add_argument("output", help="output .nii / .nii.gz (written atomically)")
+    sr.add_argument("--model", help="weights folder or Hub repo id (default: bundled weights for the scale)")
+    sr.add_argument("--revision", help="Hub revision for --model")
+    sr.add_argument("--phi", type=float, help="truncation level in [0, 1] (default: the model's)")
+    sr.add_argument("--scale", type=int, help="slice-thickness factor (default: from the voxel sizes)")
+    sr.add_argument("--axis", type=int, help="thick voxel axis 0, 1 or 2 (default: from the voxel sizes)")
+    sr.add_argument("--fusion", action="store_true", help="average the SR of both planes that contain the thick axis")
+    sr.add_argument("--device", help="torch device, e.g. cpu or cuda (default: CUDA when available)")
+    sr.add_argument("--batch-size", type=int, default=8, help="slices per forward pass (default 8)")
+    sr.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    sr.set_defaults(func=_cmd_sr)
+
+    sim = sub.add_parser("simulate", help="make a thick-slice volume from a high-resolution one")
+    sim.add_argument("hr", help="high-resolution .nii / .nii.gz")
+    sim.add_argument("lr", help="output thick-slice .nii / .nii.gz")
+    sim.add_argument("--scale", type=int, required=True, help="slice-thickness factor, e.g. 4 or 8")
+    sim.add_argument("--axis", type=int, required=True, help="voxel axis to thicken (0, 1 or 2)")
+    sim.add_argument("--profile", default="box", help="slice profile: box (mean of r slices) or gaussian")
+    sim.add_argument("--quiet", action="store_true")
+    sim.set_defaults(func=_cmd_simulate)
+
+    ev = sub.add_parser("evaluate", help="PSNR / SSIM (/ tissue Dice) of an SR volume against the HR")
+    ev.add_argument("sr", help="super-resolved volume")
+    ev.add_argument("hr", help="high-resolution reference on the same grid")
+    ev.add_argument("--mask", help="binary mask volume (default: the HR's foreground)")
+    ev.add_argument("--lr", help="the thick-slice input, for the interpolation baselines")
+    ev.add_argument("--scale", type=int, help="factor, when --lr is not given (LR simulated from HR)")
+    ev.add_argument("--axis", type=int, help="thick axis, when --lr is not given")
+    ev.add_argument("--dice", action="store_true", help="also tissue Dice (dipy HMRF; takes minutes)")
+    ev.add_argument("--json", action="store_true", help="print JSON")
+    ev.set_defaults(func=_cmd_evaluate)
 
     info = sub.add_parser("info", help="show the sizes and switches of a preset or a saved model")
     src = info.add_mutually_exclusive_group()
@@ -65,14 +229,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
+    from .data.io import VolumeError
     from .hub import PretrainedLoadError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (PretrainedLoadError, ConfigError) as exc:
-        print(f"transmrsr {args.command}: error: {exc}", file=sys.stderr)
+    except (PretrainedLoadError, ConfigError, VolumeError, ValueError) as exc:
+        print(f"transmrsr {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"transmrsr {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an internal error: still one line, traceback on request
+        if os.environ.get("TRANSMRSR_DEBUG"):
+            raise
+        print(
+            f"transmrsr {args.command}: internal error: {exc.__class__.__name__}: {' '.join(str(exc).split())} "
+            "(set TRANSMRSR_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

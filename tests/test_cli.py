@@ -1,0 +1,483 @@
+"""The ``transmrsr`` command line, driven for real.
+
+Bad inputs go through ``python -m transmrsr`` in subprocesses (run a few at a time, in one
+module fixture, because starting Python + torch costs seconds), and ``transmrsr.cli.main`` in
+process where that is enough. Each bad input must give exit code 2, exactly one line on stderr
+that names the file and the problem, no traceback, and no output (or temporary) file; an output
+file that already exists must be left untouched. End to end: a block of the ICBM152 2009a T1
+shipped with nilearn goes through simulate -> sr -> evaluate.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.resources
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+import transmrsr.data.io as tio
+from transmrsr import TransMRSR, TransMRSRConfig
+from transmrsr.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["OMP_NUM_THREADS"] = "1"  # 2 busy cores: one torch thread per process is much faster
+    env["MKL_NUM_THREADS"] = "1"
+    env["HF_HUB_OFFLINE"] = "1"  # never reach the network
+    env.pop("TRANSMRSR_DEBUG", None)
+    return env
+
+
+ENV = _env()
+
+
+def run_cli(*args, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "transmrsr", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=timeout,
+    )
+
+
+def one_error_line(stderr: str) -> str:
+    """The single line on stderr (fails if there are more, or none)."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].strip(), f"expected exactly one stderr line, got:\n{stderr}"
+    return lines[0]
+
+
+def check_message(line: str, path: Path, keywords: tuple[str, ...]) -> None:
+    assert str(path) in line, f"{path} not named in: {line}"
+    rest = line.replace(str(path), "").lower()  # the keyword must not come from the file name
+    assert any(k in rest for k in keywords), f"none of {keywords} in: {line}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A tiny model (random weights, fitted centroids) saved with save_pretrained."""
+    torch.manual_seed(0)
+    cfg = TransMRSRConfig.from_preset("tiny")
+    model = TransMRSR(cfg)
+    model.truncation.set_centroids(torch.randn(cfg.num_centroids, cfg.style_dim))
+    return model.save_pretrained(tmp_path_factory.mktemp("tiny_model"))
+
+
+# ---------------------------------------------------------------------------- bad inputs
+def _smooth(shape, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random(shape) * 100.0 + 10.0).astype(np.float32)
+
+
+def _save(path: Path, data, affine=None) -> Path:
+    affine = np.diag([1.0, 1.0, 4.0, 1.0]) if affine is None else affine
+    nib.save(nib.Nifti1Image(np.asarray(data), affine), str(path))
+    return path
+
+
+def _good_lr(path: Path) -> Path:
+    """A valid thick-slice volume: 20 x 18 x 6 voxels of 1 x 1 x 4 mm."""
+    return _save(path, _smooth((20, 18, 6)))
+
+
+def _text(path: Path) -> Path:
+    path.write_text("this is a text file, not an image\n")
+    return path
+
+
+def _random_bytes(path: Path) -> Path:
+    path.write_bytes(np.random.default_rng(0).bytes(4000))
+    return path
+
+
+def _truncated(path: Path) -> Path:
+    full = path.with_name("full_for_truncation.nii.gz")
+    _good_lr(full)
+    raw = full.read_bytes()
+    full.unlink()
+    assert raw[:2] == b"\x1f\x8b"
+    path.write_bytes(raw[: len(raw) // 2])
+    return path
+
+
+def _missing(path: Path) -> Path:
+    return path
+
+
+def _two_d(path: Path) -> Path:
+    return _save(path, _smooth((20, 18)), np.eye(4))
+
+
+def _four_d(path: Path) -> Path:
+    return _save(path, _smooth((20, 18, 6, 3)))
+
+
+def _with_value(value):
+    def make(path: Path) -> Path:
+        d = _smooth((20, 18, 6))
+        d[5, 6, 2] = value
+        return _save(path, d)
+
+    return make
+
+
+def _constant(path: Path) -> Path:
+    return _save(path, np.full((20, 18, 6), 7.0, dtype=np.float32))
+
+
+def _bad_pixdim(value):
+    """qform-only file (sform_code 0) whose pixdim[1] (voxel size along axis 0) is ``value``."""
+
+    def make(path: Path) -> Path:
+        assert path.name.endswith(".nii")
+        img = nib.Nifti1Image(_smooth((20, 18, 6)), np.diag([1.0, 1.0, 4.0, 1.0]))
+        img.header.set_sform(None, code=0)
+        img.header.set_qform(np.diag([1.0, 1.0, 4.0, 1.0]), code=1)
+        nib.save(img, str(path))
+        raw = bytearray(path.read_bytes())
+        assert struct.unpack("<f", raw[80:84])[0] == 1.0
+        raw[80:84] = struct.pack("<f", value)
+        path.write_bytes(bytes(raw))
+        return path
+
+    return make
+
+
+def _zero_affine_column(path: Path) -> Path:
+    """sform with a zero third column: voxel size 0 along axis 2."""
+    assert path.name.endswith(".nii")
+    _good_lr(path)
+    raw = bytearray(path.read_bytes())
+    assert struct.unpack("<4f", raw[312:328]) == (0.0, 0.0, 4.0, 0.0)  # srow_z
+    raw[320:324] = struct.pack("<f", 0.0)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def _header_only(shape):
+    """A .nii holding only a header that announces ``shape``: its data must never be read."""
+
+    def make(path: Path) -> Path:
+        hdr = nib.Nifti1Header()
+        hdr.set_data_shape(shape)
+        hdr.set_data_dtype(np.float32)
+        hdr.set_zooms((1.0, 1.0, 4.0))
+        hdr.set_sform(np.diag([1.0, 1.0, 4.0, 1.0]), code=1)
+        with open(path, "wb") as fh:
+            hdr.write_to(fh)
+            fh.write(b"\x00" * 4)
+        assert nib.load(str(path)).shape == shape
+        return path
+
+    return make
+
+
+#: case -> (file name, builder, words about the problem, one of which the message must hold)
+BAD_INPUTS = {
+    "text_named_nii_gz": ("x.nii.gz", _text, ("gzip", "not a readable", "corrupt", "not a nifti")),
+    "random_bytes_nii": ("random.nii", _random_bytes, ("not a readable", "not a nifti", "corrupt")),
+    "truncated_nii_gz": ("cut.nii.gz", _truncated, ("truncated", "corrupt", "ended", "not a readable")),
+    "missing_file": ("absent.nii.gz", _missing, ("no such file", "not found", "does not exist")),
+    "two_d_image": ("flat.nii.gz", _two_d, ("2-d", "3-d")),
+    "four_d_3_volumes": ("series.nii.gz", _four_d, ("4-d", "3 volumes")),
+    "nan_values": ("vals_nan.nii.gz", _with_value(np.nan), ("nan",)),
+    "inf_values": ("vals_inf.nii.gz", _with_value(np.inf), ("inf",)),
+    "constant_image": ("flat_value.nii.gz", _constant, ("constant",)),
+    "zero_pixdim": ("pix0.nii", _bad_pixdim(0.0), ("voxel size",)),
+    "negative_pixdim": ("pixneg.nii", _bad_pixdim(-1.0), ("voxel size",)),
+    "zero_voxel_size_affine": ("col0.nii", _zero_affine_column, ("voxel size",)),
+    "too_many_voxels": ("big_total.nii", _header_only((1024, 1024, 1024)), ("beyond", "size", "limit")),
+    "axis_too_long": ("big_axis.nii", _header_only((4096, 8, 8)), ("beyond", "size", "limit")),
+}
+
+
+def _bad_model_config(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "config.json").write_text("{not json")
+    (folder / "model.safetensors").write_bytes(b"garbage")
+    return folder
+
+
+def _bad_model_weights(tiny: Path):
+    def make(folder: Path) -> Path:
+        folder.mkdir()
+        (folder / "config.json").write_bytes((tiny / "config.json").read_bytes())
+        (folder / "model.safetensors").write_bytes((tiny / "model.safetensors").read_bytes()[:1000])
+        return folder
+
+    return make
+
+
+def _empty_folder(folder: Path) -> Path:
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sr_runs(tmp_path_factory, tiny_dir):
+    """Build every bad case and run ``transmrsr sr`` on each (3 subprocesses at a time).
+
+    Returns ``case -> (completed process, output folder, path the message must name, keywords,
+    sentinel bytes or None)``.
+    """
+    root = tmp_path_factory.mktemp("sr_bad")
+    inputs = root / "inputs"
+    inputs.mkdir()
+    cases = {}
+    for case, (name, make, words) in BAD_INPUTS.items():
+        path = make(inputs / name)
+        cases[case] = dict(input=path, model=tiny_dir, named=path, words=words, sentinel=None)
+    good = _good_lr(inputs / "good_lr.nii.gz")
+    iso = _save(inputs / "iso_hr.nii.gz", _smooth((20, 18, 16)), np.eye(4))
+    cases["isotropic_input"] = dict(input=iso, model=tiny_dir, named=iso, words=("simulate",), sentinel=None)
+    models = {
+        "model_missing_folder": (root / "no_such_model", lambda p: p, ("no such", "missing", "not found")),
+        "model_corrupt_config": (root / "bad_config", _bad_model_config, ("json", "corrupt", "invalid")),
+        "model_corrupt_weights": (root / "bad_weights", _bad_model_weights(tiny_dir), ("safetensors", "corrupt")),
+        "model_empty_folder": (root / "empty_model", _empty_folder, ("missing", "config.json")),
+    }
+    for case, (folder, make, words) in models.items():
+        cases[case] = dict(input=good, model=make(folder), named=folder, words=words, sentinel=None)
+    sentinel = b"previous result, must survive\n" * 10
+    cases["sentinel_nan_input"] = dict(cases["nan_values"], sentinel=sentinel)
+    cases["sentinel_bad_model"] = dict(cases["model_corrupt_weights"], sentinel=sentinel)
+
+    def run(item):
+        case, c = item
+        out_dir = root / f"out_{case}"
+        out_dir.mkdir()
+        if c["sentinel"] is not None:
+            (out_dir / "out.nii.gz").write_bytes(c["sentinel"])
+        proc = run_cli("sr", c["input"], out_dir / "out.nii.gz", "--model", c["model"], "--quiet")
+        return case, (proc, out_dir, c["named"], c["words"], c["sentinel"])
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return dict(pool.map(run, cases.items()))
+
+
+SR_CASES = list(BAD_INPUTS) + [
+    "isotropic_input",
+    "model_missing_folder",
+    "model_corrupt_config",
+    "model_corrupt_weights",
+    "model_empty_folder",
+]
+
+
+@pytest.mark.parametrize("case", SR_CASES)
+def test_sr_bad_input(sr_runs, case):
+    proc, out_dir, named, words, _ = sr_runs[case]
+    assert proc.returncode == 2, f"exit code {proc.returncode}; stderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr + proc.stdout
+    line = one_error_line(proc.stderr)
+    assert line.startswith("transmrsr sr: error:"), line
+    check_message(line, named, words)
+    assert list(out_dir.iterdir()) == []  # no output, no temporary file
+
+
+def test_sr_isotropic_message_points_to_simulate(sr_runs):
+    proc, *_ = sr_runs["isotropic_input"]
+    line = one_error_line(proc.stderr)
+    assert "transmrsr simulate" in line or "'simulate'" in line
+    assert "--scale" in line and "--axis" in line
+
+
+@pytest.mark.parametrize("case", ["sentinel_nan_input", "sentinel_bad_model"])
+def test_sr_failure_leaves_existing_output_untouched(sr_runs, case):
+    proc, out_dir, named, words, sentinel = sr_runs[case]
+    assert proc.returncode == 2
+    check_message(one_error_line(proc.stderr), named, words)
+    assert [p.name for p in out_dir.iterdir()] == ["out.nii.gz"]
+    assert (out_dir / "out.nii.gz").read_bytes() == sentinel
+
+
+SIMULATE_ONLY = [c for c in BAD_INPUTS]
+
+
+@pytest.mark.parametrize("case", SIMULATE_ONLY)
+def test_simulate_bad_input_in_process(tmp_path, capfd, case):
+    name, make, words = BAD_INPUTS[case]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    path = make(tmp_path / "in" / name)
+    sentinel = b"keep me"
+    (tmp_path / "out" / "kept.nii.gz").write_bytes(sentinel)
+    capfd.readouterr()
+    rc = main(["simulate", str(path), str(tmp_path / "out" / "lr.nii.gz"), "--scale", "4", "--axis", "2"])
+    err = capfd.readouterr().err
+    assert rc == 2, f"exit code {rc}; stderr:\n{err}"
+    assert "Traceback" not in err
+    line = one_error_line(err)
+    assert line.startswith("transmrsr simulate: error:")
+    check_message(line, path, words)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["kept.nii.gz"]
+    # failing onto an existing output file keeps it
+    rc = main(["simulate", str(path), str(tmp_path / "out" / "kept.nii.gz"), "--scale", "4", "--axis", "2"])
+    capfd.readouterr()
+    assert rc == 2
+    assert (tmp_path / "out" / "kept.nii.gz").read_bytes() == sentinel
+
+
+def test_simulate_bad_input_subprocess(tmp_path):
+    """The same through ``python -m transmrsr`` (one case: a 4-D series)."""
+    path = _four_d(tmp_path / "series.nii.gz")
+    proc = run_cli("simulate", path, tmp_path / "out" / "lr.nii.gz", "--scale", "4", "--axis", "2")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    check_message(one_error_line(proc.stderr), path, ("4-d", "volumes"))
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_simulate_total_voxel_limit_monkeypatched(tmp_path, capfd, monkeypatch):
+    path = _save(tmp_path / "hr.nii.gz", _smooth((20, 18, 16)), np.eye(4))
+    assert main(["simulate", str(path), str(tmp_path / "lr.nii.gz"), "--scale", "4", "--axis", "2", "--quiet"]) == 0
+    (tmp_path / "lr.nii.gz").unlink()
+    capfd.readouterr()
+    monkeypatch.setattr(tio, "MAX_TOTAL_VOXELS", 20 * 18 * 16 - 1)
+    rc = main(["simulate", str(path), str(tmp_path / "lr.nii.gz"), "--scale", "4", "--axis", "2"])
+    line = one_error_line(capfd.readouterr().err)
+    assert rc == 2
+    check_message(line, path, ("beyond", "size", "limit"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hr.nii.gz"]
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--scale", "1", "--axis", "2"], ("scale",)),
+        (["--scale", "4", "--axis", "3"], ("axis",)),
+        (["--scale", "4", "--axis", "2", "--profile", "bogus"], ("profile",)),
+        (["--scale", "8", "--axis", "1"], ("slices", "fewer")),  # 6 slices along axis 1
+    ],
+    ids=["scale_1", "axis_3", "bad_profile", "fewer_slices_than_factor"],
+)
+def test_simulate_bad_arguments(tmp_path, capfd, args, words):
+    path = _save(tmp_path / "hr.nii.gz", _smooth((20, 6, 16)), np.eye(4))
+    rc = main(["simulate", str(path), str(tmp_path / "lr.nii.gz"), *args])
+    line = one_error_line(capfd.readouterr().err)
+    assert rc == 2
+    check_message(line, path, words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hr.nii.gz"]
+
+
+# ---------------------------------------------------------------------------- end to end, real T1
+MNI = importlib.resources.files("nilearn.datasets") / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+CROP = (slice(66, 130), slice(80, 152), slice(64, 124))  # 64 x 72 x 60 voxels around the centre
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory, tiny_dir):
+    if not MNI.is_file():
+        pytest.skip("nilearn's ICBM152 T1 is not installed")
+    root = tmp_path_factory.mktemp("e2e")
+    img = nib.load(str(MNI))
+    assert img.shape == (197, 233, 189)
+    data = np.asarray(img.dataobj)[CROP]
+    offset = np.array([s.start for s in CROP] + [1.0])
+    affine = img.affine.copy()
+    affine[:, 3] = img.affine @ offset  # voxel (0,0,0) of the crop is voxel offset of the original
+    crop = root / "crop.nii.gz"
+    nib.save(nib.Nifti1Image(data, affine, header=img.header), str(crop))
+    runs = {}
+    runs["simulate"] = run_cli("simulate", crop, root / "lr.nii.gz", "--scale", "4", "--axis", "2", "--quiet")
+    runs["sr"] = run_cli("sr", root / "lr.nii.gz", root / "sr.nii.gz", "--model", tiny_dir, "--quiet")
+    runs["evaluate"] = run_cli("evaluate", root / "sr.nii.gz", crop, "--lr", root / "lr.nii.gz", "--json")
+    return root, crop, affine, runs
+
+
+def test_e2e_crop_geometry_is_the_original(e2e):
+    root, crop, affine, _ = e2e
+    mni, c = nib.load(str(MNI)), nib.load(str(crop))
+    # a voxel of the crop sits where the same voxel of the original sits
+    np.testing.assert_allclose(c.affine @ [10, 20, 30, 1], mni.affine @ [76, 100, 94, 1])
+    assert c.shape == (64, 72, 60)
+    assert np.asarray(c.dataobj).std() > 10  # real, non-empty anatomy
+
+
+def test_e2e_simulate_and_sr(e2e):
+    root, crop, affine, runs = e2e
+    for step in ("simulate", "sr"):
+        assert runs[step].returncode == 0, runs[step].stderr
+        assert runs[step].stderr.strip() == ""
+    lr = nib.load(str(root / "lr.nii.gz"))
+    assert lr.shape == (64, 72, 15)
+    np.testing.assert_allclose(lr.header.get_zooms()[:3], (1.0, 1.0, 4.0), rtol=1e-6)
+    c, sr = nib.load(str(crop)), nib.load(str(root / "sr.nii.gz"))
+    assert sr.shape == c.shape
+    assert np.allclose(sr.affine, c.affine, atol=1e-5)
+    np.testing.assert_allclose(sr.header.get_zooms()[:3], c.header.get_zooms()[:3], rtol=1e-6)
+    assert np.all(np.isfinite(np.asarray(sr.dataobj)))
+    assert sorted(p.name for p in root.iterdir()) == ["crop.nii.gz", "lr.nii.gz", "sr.nii.gz"]
+
+
+def test_e2e_evaluate_json(e2e):
+    _, _, _, runs = e2e
+    proc = runs["evaluate"]
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert (out["axis"], out["scale"]) == (2, 4)
+    rows = {r["method"]: r for r in out["rows"]}
+    assert list(rows) == ["TransMRSR", "cubic", "trilinear"]
+    for r in rows.values():
+        assert math.isfinite(r["psnr"]) and math.isfinite(r["psnr_mask"]) and math.isfinite(r["psnr_2d"])
+        assert -1 <= r["ssim"] <= 1
+    assert rows["cubic"]["psnr"] > rows["trilinear"]["psnr"] - 1
+    assert rows["cubic"]["psnr"] > 20  # x4 interpolation of a smooth template is not noise
+    assert rows["cubic"]["ssim"] > 0.5
+
+
+def test_e2e_evaluate_scale_axis_in_process(e2e, capsys):
+    root, crop, _, _ = e2e
+    rc = main(["evaluate", str(root / "sr.nii.gz"), str(crop), "--scale", "4", "--axis", "2", "--json"])
+    assert rc == 0
+    rows = {r["method"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert set(rows) == {"TransMRSR", "cubic", "trilinear"}
+    assert all(math.isfinite(r["psnr"]) for r in rows.values())
+
+
+def test_e2e_evaluate_needs_lr_or_scale(e2e):
+    root, crop, _, _ = e2e
+    proc = run_cli("evaluate", root / "sr.nii.gz", crop, "--json")
+    assert proc.returncode == 2
+    assert proc.stdout.strip() == ""
+    assert "Traceback" not in proc.stderr
+    line = one_error_line(proc.stderr)
+    check_message(line, crop, ("--lr",))
+
+
+def test_e2e_sr_fusion_phi(e2e, tiny_dir):
+    root, crop, _, _ = e2e
+    out = root / "fusion" / "sr_fusion.nii.gz"
+    proc = run_cli("sr", root / "lr.nii.gz", out, "--model", tiny_dir, "--fusion", "--phi", "0.5", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    c, sr = nib.load(str(crop)), nib.load(str(out))
+    assert sr.shape == c.shape
+    assert np.allclose(sr.affine, c.affine, atol=1e-5)
+    fused = np.asarray(sr.dataobj)
+    plain = np.asarray(nib.load(str(root / "sr.nii.gz")).dataobj)
+    assert np.all(np.isfinite(fused)) and np.abs(fused - plain).max() > 1e-3
+    assert [p.name for p in out.parent.iterdir()] == ["sr_fusion.nii.gz"]
