@@ -5,6 +5,10 @@ Sub-commands:
 * ``transmrsr sr INPUT OUTPUT [--model M] [--phi F] [--scale R] [--axis A] [--fusion] [--device D] [--batch-size B]``
 * ``transmrsr simulate HR LR --scale R --axis A [--profile box|gaussian]``
 * ``transmrsr evaluate SR HR [--mask M] [--lr LR | --scale R --axis A] [--dice] [--json]``
+* ``transmrsr train-gan --data DIR --preset P --out DIR [--max-steps N] [--batch-size B] [--resume]``
+* ``transmrsr fit-centroids --gan DIR [--num-samples M] [--clusters K]``
+* ``transmrsr train-sr --data DIR --gan DIR --scale R --preset P --out DIR [--max-steps N] [--epochs E] [--phi F]
+  [--no-perceptual] [--resume] [--ablation no-gp|no-sdt|no-mref|no-sc]``
 * ``transmrsr info [--preset P | --model DIR_OR_REPO]`` — sizes and switches of a model.
 
 Every error about the user's input ends with exit code 2 and one line on stderr that names the
@@ -178,6 +182,44 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_gan(args: argparse.Namespace) -> int:
+    from .config import GANTrainConfig
+    from .training import train_gan
+
+    opts = GANTrainConfig(
+        data=args.data, out=args.out, preset=args.preset, batch_size=args.batch_size, max_steps=args.max_steps,
+        resume=args.resume, seed=args.seed, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
+        lr_g=args.lr_g, lr_d=args.lr_d, augment=not args.no_augment, log_every=args.log_every,
+    )
+    train_gan(opts)
+    return 0
+
+
+def _cmd_fit_centroids(args: argparse.Namespace) -> int:
+    from .training import fit_generator_centroids
+
+    c = fit_generator_centroids(args.gan, args.num_samples, args.clusters, seed=args.seed)
+    print(f"{args.gan}: {c.shape[0]} centroids fitted from {args.num_samples} latents and stored with the generator")
+    return 0
+
+
+def _cmd_train_sr(args: argparse.Namespace) -> int:
+    from .config import SRTrainConfig
+    from .training import train_sr
+
+    if args.no_perceptual:
+        print("train-sr: perceptual terms off (--no-perceptual): the loss is L1 only; recorded in log.jsonl and the model card")
+    opts = SRTrainConfig(
+        data=args.data, out=args.out, gan=args.gan or "", preset=args.preset, scale=args.scale, thick_axis=args.axis,
+        profile=args.profile, batch_size=args.batch_size, max_steps=args.max_steps, epochs=args.epochs, lr=args.lr,
+        phi=args.phi, perceptual=not args.no_perceptual, vgg_weights=args.vgg_weights, resume=args.resume,
+        ablation=args.ablation, seed=args.seed, checkpoint_every=args.checkpoint_every, augment=not args.no_augment,
+        log_every=args.log_every,
+    )
+    train_sr(opts)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transmrsr", description="TransMRSR brain MRI super-resolution")
     parser.add_argument("--version", action="version", version=f"transmrsr {__version__}")
@@ -217,6 +259,46 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.set_defaults(func=_cmd_evaluate)
 
+    def train_common(p: argparse.ArgumentParser, steps_default: int | None) -> None:
+        p.add_argument("--data", required=True, help="folder of HR .nii / .nii.gz volumes (searched recursively)")
+        p.add_argument("--out", required=True, help="output folder (weights, training_state.pt, log.jsonl)")
+        p.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
+        p.add_argument("--batch-size", type=int, default=6)
+        p.add_argument("--max-steps", type=int, default=steps_default)
+        p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
+        p.add_argument("--log-every", type=int, default=10, help="steps between log.jsonl records")
+        p.add_argument("--no-augment", action="store_true", help="no flips / transpose / intensity augmentation")
+
+    gan = sub.add_parser("train-gan", help="stage 1: train the StyleSwin generative prior on HR slices")
+    train_common(gan, 10000)
+    gan.add_argument("--lr-g", type=float, default=2e-4)
+    gan.add_argument("--lr-d", type=float, default=2e-4)
+    gan.add_argument("--sample-every", type=int, default=500, help="steps between sample grids (samples/)")
+    gan.set_defaults(func=_cmd_train_gan)
+
+    cen = sub.add_parser("fit-centroids", help="fit the truncation centroids of a stage-1 generator")
+    cen.add_argument("--gan", required=True, help="stage-1 output folder")
+    cen.add_argument("--num-samples", type=int, default=60000, help="latents sampled from the mapping network")
+    cen.add_argument("--clusters", type=int, default=None, help="k-means clusters (default: the model's, 8)")
+    cen.add_argument("--seed", type=int, default=0)
+    cen.set_defaults(func=_cmd_fit_centroids)
+
+    tsr = sub.add_parser("train-sr", help="stage 2: fine-tune TransMRSR for super-resolution")
+    train_common(tsr, None)
+    tsr.add_argument("--gan", help="stage-1 output folder (the generative prior and its centroids)")
+    tsr.add_argument("--scale", type=int, required=True, help="slice-thickness factor, e.g. 4 or 8")
+    tsr.add_argument("--axis", type=int, default=2, help="thick axis used to simulate training pairs (default 2)")
+    tsr.add_argument("--profile", default="box", choices=["box", "gaussian"])
+    tsr.add_argument("--epochs", type=int, default=100)
+    tsr.add_argument("--lr", type=float, default=1e-4)
+    tsr.add_argument("--phi", type=float, default=None, help="truncation level used in training (default: preset's)")
+    tsr.add_argument("--no-perceptual", action="store_true", help="L1 only: skip the VGG19 content/style terms")
+    tsr.add_argument("--vgg-weights", help="VGG19 safetensors file or folder (default: timm/vgg19.tv_in1k via the Hub)")
+    tsr.add_argument("--ablation", choices=["no-gp", "no-sdt", "no-mref", "no-sc"])
+    tsr.set_defaults(func=_cmd_train_sr)
+
     info = sub.add_parser("info", help="show the sizes and switches of a preset or a saved model")
     src = info.add_mutually_exclusive_group()
     src.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
@@ -231,11 +313,12 @@ def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .data.io import VolumeError
     from .hub import PretrainedLoadError
+    from .losses import PerceptualWeightsError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (PretrainedLoadError, ConfigError, VolumeError, ValueError) as exc:
+    except (PretrainedLoadError, ConfigError, VolumeError, ValueError, FileExistsError, PerceptualWeightsError) as exc:
         print(f"transmrsr {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

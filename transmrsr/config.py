@@ -268,3 +268,70 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_centroids=4,
     ),
 }
+
+
+# ---------------------------------------------------------------------- training options
+@dataclass
+class TrainCommon:
+    """Options shared by both training stages."""
+
+    data: str = ""
+    out: str = ""
+    preset: str = "small"
+    batch_size: int = 6
+    max_steps: int | None = None
+    val_fraction: float = 0.2
+    seed: int = 0
+    resume: bool = False
+    checkpoint_every: int = 200
+    log_every: int = 10
+    num_workers: int = 0
+    augment: bool = True
+
+
+@dataclass
+class GANTrainConfig(TrainCommon):
+    """Stage 1 (StyleSwin GAN on HR slices of all three planes); StyleSwin's defaults."""
+
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.0, 0.99)
+    r1_gamma: float = 10.0
+    r1_every: int = 16
+    ema_decay: float = 0.999
+    sample_every: int = 500
+    max_steps: int | None = 10000
+
+
+@dataclass
+class SRTrainConfig(TrainCommon):
+    """Stage 2 (SR fine-tuning) — paper §3.5 / §4.3."""
+
+    gan: str = ""
+    scale: int = 4
+    thick_axis: int = 2
+    profile: str = "box"
+    epochs: int = 100
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    lr_step_epochs: int = 30
+    lr_gamma: float = 0.5
+    w_l1: float = 1.0
+    w_content: float = 0.5
+    w_style: float = 0.5
+    perceptual: bool = True
+    vgg_weights: str | None = None
+    content_layers: tuple[int, ...] = (2, 4, 7, 10)
+    style_layers: tuple[int, ...] = (2, 4, 7, 10)
+    early_stop_patience: int = 10
+    early_stop_min_delta: float = 0.05
+    phi: float | None = None
+    ablation: str | None = None  # no-gp | no-sdt | no-mref | no-sc
+    max_val_slices: int = 256
+
+    ABLATIONS = {
+        "no-gp": {"use_generative_prior": False},
+        "no-sdt": {"use_sdt": False},
+        "no-mref": {"use_cwss": False},
+        "no-sc": {"use_skip": False},
+    }

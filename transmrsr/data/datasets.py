@@ -1,0 +1,208 @@
+"""2-D slice datasets from folders of NIfTI volumes, with augmentation.
+
+* :class:`HRSliceDataset` — stage 1: HR slices from all three planes.
+* :class:`SRPairDataset` — stage 2: (interpolated LR, HR) slice pairs from the planes that
+  contain the thick axis; the LR is made on the fly with :func:`simulate_thick` and
+  :func:`interpolate_to_thin` (the degradation of ``transmrsr simulate``).
+
+Volumes are scaled per volume to [0, 1] (:class:`IntensityScaler`), slices are placed on the
+square canvas (centre-padded, or randomly cropped when larger), background slices are left out.
+Augmentation: flips and transpose (paper), plus random gamma, a smooth multiplicative bias field
+and Gaussian noise so that a few subjects go further.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .degradation import interpolate_to_thin, simulate_thick
+from .io import VolumeError, load_volume
+from .normalization import IntensityScaler
+
+
+def find_volumes(folder: str | Path) -> list[Path]:
+    """All ``.nii`` / ``.nii.gz`` files below ``folder``, sorted; raises if there are none."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise VolumeError(f"{root}: no such data folder")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith((".nii", ".nii.gz")))
+    if not files:
+        raise VolumeError(f"{root}: holds no .nii / .nii.gz volumes")
+    return files
+
+
+def subject_id(path: Path) -> str:
+    name = path.name
+    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
+
+
+def split_subjects(paths: list[Path], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[Path], list[Path]]:
+    """Split volumes by subject (file) into train / validation; at least one of each when
+    there are two or more volumes."""
+    paths = sorted(paths)
+    rng = random.Random(seed)
+    order = paths[:]
+    rng.shuffle(order)
+    n_val = int(round(len(order) * val_fraction))
+    if len(order) >= 2:
+        n_val = min(max(n_val, 1), len(order) - 1)
+    else:
+        n_val = 0
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+@dataclass
+class Augment:
+    """Augmentation switches and strengths (probabilities per sample)."""
+
+    flips: bool = True
+    transpose: bool = True
+    gamma: float = 0.3  # log-gamma drawn from N(0, gamma)
+    bias_field: float = 0.3  # peak relative amplitude of a smooth multiplicative field
+    noise: float = 0.01  # std of Gaussian noise on the LR input (scaled units)
+    p_intensity: float = 0.5
+
+    @classmethod
+    def off(cls) -> "Augment":
+        return cls(flips=False, transpose=False, gamma=0.0, bias_field=0.0, noise=0.0, p_intensity=0.0)
+
+
+def _crop_offsets(shape: tuple[int, int], size: int, rng: np.random.Generator | None) -> tuple[int, int]:
+    """Top-left corner of a ``size`` crop: random when ``rng`` is given, else central (0 when it fits)."""
+    offs = []
+    for n in shape:
+        if n <= size:
+            offs.append(0)
+        else:
+            offs.append(int(rng.integers(0, n - size + 1)) if rng is not None else (n - size) // 2)
+    return offs[0], offs[1]
+
+
+def _place(img: np.ndarray, size: int, offsets: tuple[int, int]) -> np.ndarray:
+    """Crop a 2-D slice at ``offsets`` to at most ``size`` and centre-pad it to ``(size, size)``."""
+    out = np.zeros((size, size), dtype=np.float32)
+    sy, sx = offsets
+    crop = img[sy : sy + size, sx : sx + size]
+    oy, ox = (size - crop.shape[0]) // 2, (size - crop.shape[1]) // 2
+    out[oy : oy + crop.shape[0], ox : ox + crop.shape[1]] = crop
+    return out
+
+
+def _bias_field(size: int, amplitude: float, rng: np.random.Generator) -> np.ndarray:
+    """Smooth multiplicative field ``exp(sum of low-order polynomial terms)`` around 1."""
+    y, x = np.meshgrid(np.linspace(-1, 1, size), np.linspace(-1, 1, size), indexing="ij")
+    coeffs = rng.uniform(-1, 1, size=6) * amplitude / 3.0
+    field = coeffs[0] * x + coeffs[1] * y + coeffs[2] * x * y + coeffs[3] * x**2 + coeffs[4] * y**2 + coeffs[5]
+    return np.exp(field).astype(np.float32)
+
+
+def _augment(arrays: list[np.ndarray], aug: Augment, rng: np.random.Generator) -> list[np.ndarray]:
+    """Same flips / transpose / gamma / bias for all arrays; noise only on the first of a pair."""
+    if aug.flips and rng.random() < 0.5:
+        arrays = [a[::-1, :] for a in arrays]
+    if aug.flips and rng.random() < 0.5:
+        arrays = [a[:, ::-1] for a in arrays]
+    if aug.transpose and rng.random() < 0.5:
+        arrays = [a.T for a in arrays]
+    if aug.gamma > 0 and rng.random() < aug.p_intensity:
+        g = float(np.exp(rng.normal(0.0, aug.gamma)))
+        arrays = [np.clip(a, 0, None) ** g for a in arrays]
+    if aug.bias_field > 0 and rng.random() < aug.p_intensity:
+        field = _bias_field(arrays[0].shape[0], aug.bias_field, rng)
+        arrays = [a * field for a in arrays]
+    arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+    if len(arrays) == 2 and aug.noise > 0 and rng.random() < aug.p_intensity:
+        arrays[0] = arrays[0] + rng.normal(0.0, aug.noise, arrays[0].shape).astype(np.float32)
+    return arrays
+
+
+def _foreground_slices(vol: np.ndarray, axis: int, threshold: float) -> list[int]:
+    moved = np.moveaxis(vol, axis, 0)
+    return [i for i in range(moved.shape[0]) if float(moved[i].max()) > threshold]
+
+
+class HRSliceDataset(Dataset):
+    """Stage-1 samples: one HR slice ``(1, S, S)`` in [0, 1] (roughly), from any of ``axes``."""
+
+    def __init__(
+        self,
+        paths: list[Path],
+        img_size: int,
+        axes: tuple[int, ...] = (0, 1, 2),
+        augment: Augment | None = None,
+        background: float = 0.05,
+        seed: int = 0,
+    ) -> None:
+        self.img_size, self.augment = img_size, augment or Augment.off()
+        self.volumes = [IntensityScaler.fit(v.data).forward(v.data) for v in (load_volume(p) for p in paths)]
+        self.index = [
+            (vi, a, s) for vi, vol in enumerate(self.volumes) for a in axes for s in _foreground_slices(vol, a, background)
+        ]
+        if not self.index:
+            raise VolumeError("no foreground slices in the training volumes")
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        vi, a, s = self.index[i]
+        rng = np.random.default_rng((self.seed, i, random.getrandbits(32)))
+        img = np.take(self.volumes[vi], s, axis=a)
+        (img,) = _augment([_place(img, self.img_size, _crop_offsets(img.shape, self.img_size, rng))], self.augment, rng)
+        return torch.from_numpy(img)[None]
+
+
+class SRPairDataset(Dataset):
+    """Stage-2 samples: ``(lr_interp (1, S, S), hr (1, S, S))`` slices containing the thick axis.
+
+    The thick-slice degradation (``scale`` along ``thick_axis``, box or Gaussian profile) is
+    applied to each whole volume once, then cubic interpolation back to the HR grid.
+    """
+
+    def __init__(
+        self,
+        paths: list[Path],
+        img_size: int,
+        scale: int,
+        thick_axis: int = 2,
+        slice_axes: tuple[int, ...] | None = None,
+        profile: str = "box",
+        augment: Augment | None = None,
+        background: float = 0.05,
+        random_crop: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.img_size, self.augment, self.random_crop = img_size, augment or Augment.off(), random_crop
+        axes = slice_axes if slice_axes is not None else tuple(a for a in range(3) if a != thick_axis)
+        self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        for p in paths:
+            hr = load_volume(p).data
+            hr = IntensityScaler.fit(hr).forward(hr)
+            lr = interpolate_to_thin(simulate_thick(hr, thick_axis, scale, profile), thick_axis, scale, n_thin=hr.shape[thick_axis])
+            self.pairs.append((lr, hr))
+        self.index = [
+            (vi, a, s) for vi, (_, hr) in enumerate(self.pairs) for a in axes for s in _foreground_slices(hr, a, background)
+        ]
+        if not self.index:
+            raise VolumeError("no foreground slices in the training volumes")
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        vi, a, s = self.index[i]
+        rng = np.random.default_rng((self.seed, i, random.getrandbits(32)))
+        lr_vol, hr_vol = self.pairs[vi]
+        lr, hr = np.take(lr_vol, s, axis=a), np.take(hr_vol, s, axis=a)
+        offsets = _crop_offsets(hr.shape, self.img_size, rng if self.random_crop else None)
+        lr, hr = _place(lr, self.img_size, offsets), _place(hr, self.img_size, offsets)
+        lr, hr = _augment([lr, hr], self.augment, rng)
+        return torch.from_numpy(lr)[None], torch.from_numpy(hr)[None]

@@ -1,0 +1,126 @@
+"""Shared pieces of the training loops: checkpoints, JSONL logs, stop signals, sampling order."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+STATE_NAME = "training_state.pt"
+LOG_NAME = "log.jsonl"
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename (never a half file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Load a training state written by :func:`atomic_torch_save` (tensors and plain data only)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_as_tuple(state["python"]))
+    torch.set_rng_state(state["torch"])
+
+
+def _as_tuple(x):
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffled order that depends only on ``(seed, epoch)``, starting at ``start``: a resumed
+    run sees exactly the samples the interrupted one would have seen."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch, self.start = n, seed, 0, 0
+
+    def set_position(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
+        return iter(order[self.start :])
+
+    def __len__(self) -> int:
+        return self.n - self.start
+
+
+class StopFlag:
+    """Turns SIGINT / SIGTERM into a flag the loop checks, so it can save before exiting."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopFlag":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not in the main thread: no signal handling
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.stop = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class JsonlLogger:
+    """Appends one JSON object per line (the app's Training tab reads this file)."""
+
+    def __init__(self, path: Path, enabled: bool = True) -> None:
+        self.path, self.enabled = path, enabled
+        self.t0 = time.time()
+
+    def log(self, **record: Any) -> None:
+        if not self.enabled:
+            return
+        record.setdefault("time", round(time.time(), 3))
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(clean) + "\n")
+
+
+class Throughput:
+    """Iterations per second and ETA over the recent window."""
+
+    def __init__(self, total: int | None, start_step: int) -> None:
+        self.total, self.t0, self.s0 = total, time.perf_counter(), start_step
+
+    def __call__(self, step: int) -> tuple[float, float | None]:
+        dt = time.perf_counter() - self.t0
+        rate = (step - self.s0) / dt if dt > 0 else 0.0
+        eta = (self.total - step) / rate if (self.total is not None and rate > 0) else None
+        return rate, eta
