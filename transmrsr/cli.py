@@ -9,6 +9,7 @@ Sub-commands:
 * ``transmrsr fit-centroids --gan DIR [--num-samples M] [--clusters K]``
 * ``transmrsr train-sr --data DIR --gan DIR --scale R --preset P --out DIR [--max-steps N] [--epochs E] [--phi F]
   [--no-perceptual] [--resume] [--ablation no-gp|no-sdt|no-mref|no-sc]``
+* ``transmrsr prepare-ixi IXI-T1.tar [IXI-T2.tar] --out DIR [--no-register] [--limit N]``
 * ``transmrsr info [--preset P | --model DIR_OR_REPO]`` — sizes and switches of a model.
 
 Every error about the user's input ends with exit code 2 and one line on stderr that names the
@@ -220,6 +221,15 @@ def _cmd_train_sr(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare_ixi(args: argparse.Namespace) -> int:
+    from .data.ixi import prepare_ixi
+
+    register = None if not args.no_register else False
+    files = prepare_ixi(args.tarballs, args.out, register=register, limit=args.limit, progress=print)
+    print(f"{args.out}: {len(files)} volume(s) written on the 182x218x181 1 mm MNI grid")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transmrsr", description="TransMRSR brain MRI super-resolution")
     parser.add_argument("--version", action="version", version=f"transmrsr {__version__}")
@@ -298,6 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
     tsr.add_argument("--vgg-weights", help="VGG19 safetensors file or folder (default: timm/vgg19.tv_in1k via the Hub)")
     tsr.add_argument("--ablation", choices=["no-gp", "no-sdt", "no-mref", "no-sc"])
     tsr.set_defaults(func=_cmd_train_sr)
+
+    ixi = sub.add_parser("prepare-ixi", help="IXI T1/T2 tarballs -> 1 mm 182x218x181 MNI-grid volumes")
+    ixi.add_argument("tarballs", nargs="+", help="IXI-T1.tar and/or IXI-T2.tar")
+    ixi.add_argument("--out", required=True, help="output folder (T1/ and T2/ inside)")
+    ixi.add_argument("--no-register", action="store_true", help="do not use antspyx even if installed")
+    ixi.add_argument("--limit", type=int, help="at most this many volumes per tarball")
+    ixi.set_defaults(func=_cmd_prepare_ixi)
 
     info = sub.add_parser("info", help="show the sizes and switches of a preset or a saved model")
     src = info.add_mutually_exclusive_group()

@@ -146,14 +146,19 @@ class HRSliceDataset(Dataset):
         ]
         if not self.index:
             raise VolumeError("no foreground slices in the training volumes")
-        self.seed = seed
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation depends only on ``(seed, epoch, index)``: identical after a resume and in
+        any loader worker."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.index)
 
     def __getitem__(self, i: int) -> torch.Tensor:
         vi, a, s = self.index[i]
-        rng = np.random.default_rng((self.seed, i, random.getrandbits(32)))
+        rng = np.random.default_rng((self.seed, self.epoch, i))
         img = np.take(self.volumes[vi], s, axis=a)
         (img,) = _augment([_place(img, self.img_size, _crop_offsets(img.shape, self.img_size, rng))], self.augment, rng)
         return torch.from_numpy(img)[None]
@@ -192,14 +197,19 @@ class SRPairDataset(Dataset):
         ]
         if not self.index:
             raise VolumeError("no foreground slices in the training volumes")
-        self.seed = seed
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation depends only on ``(seed, epoch, index)``: identical after a resume and in
+        any loader worker."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.index)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         vi, a, s = self.index[i]
-        rng = np.random.default_rng((self.seed, i, random.getrandbits(32)))
+        rng = np.random.default_rng((self.seed, self.epoch, i))
         lr_vol, hr_vol = self.pairs[vi]
         lr, hr = np.take(lr_vol, s, axis=a), np.take(hr_vol, s, axis=a)
         offsets = _crop_offsets(hr.shape, self.img_size, rng if self.random_crop else None)

@@ -37,27 +37,21 @@ def load_state(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "torch": torch.get_rng_state()}
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(_as_tuple(state["python"]))
-    torch.set_rng_state(state["torch"])
-
-
-def _as_tuple(x):
-    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
 
 
+def seed_step(seed: int, rank: int, step: int) -> None:
+    """Reseed torch (noise, dropout) from ``(seed, rank, step)`` before every step, so that a
+    resumed run — on every rank — draws exactly what an uninterrupted one would have drawn."""
+    torch.manual_seed(((seed * 1_000_003 + rank) * 1_000_003 + step) % (2**63 - 1))
+
+
 class EpochSampler(Sampler[int]):
-    """Shuffled order that depends only on ``(seed, epoch)``, starting at ``start``: a resumed
-    run sees exactly the samples the interrupted one would have seen."""
+    """Shuffled order that depends only on ``(seed, epoch)``, starting at ``start`` (in samples
+    of the global order, i.e. steps x batch size x processes): a resumed run sees exactly the
+    samples the interrupted one would have seen."""
 
     def __init__(self, n: int, seed: int) -> None:
         self.n, self.seed, self.epoch, self.start = n, seed, 0, 0

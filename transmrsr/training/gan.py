@@ -32,9 +32,8 @@ from .common import (
     Throughput,
     atomic_torch_save,
     load_state,
-    rng_state,
     seed_everything,
-    set_rng_state,
+    seed_step,
 )
 
 logger = logging.getLogger(__name__)
@@ -100,7 +99,6 @@ def train_gan(opts: GANTrainConfig, accelerator=None) -> Path:
         opt_g.load_state_dict(st["opt_g"])
         opt_d.load_state_dict(st["opt_d"])
         step, epoch, batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
-        set_rng_state(st["rng"])
         acc.print(f"resumed stage 1 from {state_path} at step {step}")
     gen, disc, opt_g, opt_d = acc.prepare(gen, disc, opt_g, opt_d)
     gen_ema.to(acc.device)
@@ -132,15 +130,16 @@ def train_gan(opts: GANTrainConfig, accelerator=None) -> Path:
                 "step": step,
                 "epoch": epoch,
                 "batch_in_epoch": batch_in_epoch,
-                "rng": rng_state(),
             }
             atomic_torch_save(state, state_path)
             gen_ema.save_pretrained(out)
 
     with StopFlag() as flag:
         while total is None or step < total:
-            sampler.set_position(epoch, batch_in_epoch * opts.batch_size)
+            sampler.set_position(epoch, batch_in_epoch * opts.batch_size * acc.num_processes)
+            dataset.set_epoch(epoch)
             for real in acc.prepare_data_loader(loader) if acc.num_processes > 1 else loader:
+                seed_step(opts.seed, acc.process_index, step)
                 real = real.to(acc.device)
                 b = real.shape[0]
                 # ---- discriminator

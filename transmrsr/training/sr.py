@@ -32,9 +32,8 @@ from .common import (
     Throughput,
     atomic_torch_save,
     load_state,
-    rng_state,
     seed_everything,
-    set_rng_state,
+    seed_step,
 )
 
 logger = logging.getLogger(__name__)
@@ -126,7 +125,6 @@ def train_sr(opts: SRTrainConfig, accelerator=None) -> Path:
         sched.load_state_dict(st["sched"])
         step, epoch, batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
         best, history = st["best"], list(st["history"])
-        set_rng_state(st["rng"])
         acc.print(f"resumed stage 2 from {state_path} at step {step} (epoch {epoch})")
     model, opt = acc.prepare(model, opt)
     if perceptual is not None:
@@ -166,7 +164,6 @@ def train_sr(opts: SRTrainConfig, accelerator=None) -> Path:
             "batch_in_epoch": batch_in_epoch,
             "best": best,
             "history": history,
-            "rng": rng_state(),
         }
         atomic_torch_save(state, state_path)
 
@@ -174,8 +171,10 @@ def train_sr(opts: SRTrainConfig, accelerator=None) -> Path:
     model.train()
     with StopFlag() as flag:
         while step < total and epoch < opts.epochs and not flag.stop:
-            sampler.set_position(epoch, batch_in_epoch * opts.batch_size)
+            sampler.set_position(epoch, batch_in_epoch * opts.batch_size * acc.num_processes)
+            train_ds.set_epoch(epoch)
             for lr_img, hr_img in acc.prepare_data_loader(loader) if acc.num_processes > 1 else loader:
+                seed_step(opts.seed, acc.process_index, step)
                 lr_img, hr_img = lr_img.to(acc.device), hr_img.to(acc.device)
                 sr_img = model(lr_img, phi=phi)
                 l1 = F.l1_loss(sr_img, hr_img)
