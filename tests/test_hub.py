@@ -64,6 +64,7 @@ def test_from_pretrained_through_offline_hub_cache(tiny_model, tmp_path):
     script = f"""
 import sys, torch
 from transmrsr import TransMRSR, PretrainedLoadError
+torch.set_num_threads({torch.get_num_threads()})  # the same kernels as the parent, for bit-identity
 x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(3))
 for rev in (None, "{commit}"):
     m = TransMRSR.from_pretrained("someone/transmrsr-tiny", revision=rev)

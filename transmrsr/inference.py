@@ -279,3 +279,26 @@ def simulate_file(hr_path, lr_path, scale: int, axis: int, profile: str = "box")
     header["descrip"] = thin_count_tag(vol.shape[axis], axis, scale, profile).encode()
     save_volume(lr_path, lr, thick_affine(vol.affine, axis, scale), header=header)
     return lr
+
+
+def super_resolve_slices(
+    model: TransMRSR,
+    volume: np.ndarray,
+    slice_axis: int,
+    indices: list[int],
+    phi,
+    device: str | torch.device | None = None,
+    tile_overlap: int = 32,
+) -> np.ndarray:
+    """Super-resolve a few slices of a scaled, thin-grid volume (e.g. the one on screen, at a new
+    ``phi``). ``phi`` may be a float or one value per index. Returns ``(len(indices), h, w)``."""
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    sub = np.stack([np.take(volume, i, axis=slice_axis) for i in indices])  # (n, h, w)
+    phis = np.broadcast_to(np.asarray(phi, dtype=np.float32), (len(indices),))
+    out = np.empty_like(sub)
+    for k in range(len(indices)):
+        # one "volume" of a single slice, run through the same canvas / tiling path
+        single = sub[k : k + 1]
+        res, _, _ = _run_plane(model, single, 0, float(phis[k]), 8, dev, tile_overlap, -np.inf, lambda n: None)
+        out[k] = res[0]
+    return out

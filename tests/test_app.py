@@ -1,0 +1,193 @@
+"""The Gradio app: the real server driven through gradio_client, and the studio functions it calls."""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from transmrsr import TransMRSR, TransMRSRConfig
+from transmrsr.studio import panels, phi_sweep, run_case
+
+REPO = Path(__file__).resolve().parents[1]
+T1 = importlib.resources.files("nilearn.datasets") / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def t1_crop(tmp_path_factory) -> Path:
+    """A 48x56x44 block of the ICBM152 T1 (real MRI), with the affine moved to the crop."""
+    img = nib.load(str(T1))
+    start = np.array([74, 90, 70])
+    data = np.asarray(img.dataobj, dtype=np.float32)[74:122, 90:146, 70:114]
+    affine = img.affine.copy()
+    affine[:3, 3] += affine[:3, :3] @ start
+    path = tmp_path_factory.mktemp("t1") / "t1_crop.nii.gz"
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = TransMRSR(TransMRSRConfig.from_preset("tiny"))
+    model.truncation.set_centroids(torch.randn(4, 32) * 3)
+    with torch.no_grad():  # a visible residual, so that φ visibly matters in the tests
+        model.recon_out.weight.mul_(50)
+    return model.save_pretrained(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_dir, tmp_path_factory):
+    port = free_port()
+    env = dict(os.environ, TRANSMRSR_MODEL=str(tiny_dir), OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False",
+               TRANSMRSR_WORK_DIR=str(tmp_path_factory.mktemp("work")), HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stdout.read())
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("the app did not start in 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_super_resolve_endpoint_returns_nifti_on_the_hr_grid(server, t1_crop):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    assert "/super_resolve" in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    sr_path, info = client.predict(handle_file(str(t1_crop)), 4, 0.5, api_name="/super_resolve")
+    sr, hr = nib.load(sr_path), nib.load(str(t1_crop))
+    assert sr.shape == hr.shape
+    np.testing.assert_allclose(sr.affine, hr.affine, atol=1e-5)
+    assert info["simulated_from_hr"] is True and info["axis"] == 2 and info["scale"] == 4
+    methods = [m["method"] for m in info["metrics"]]
+    assert methods == ["TransMRSR", "cubic"]
+    assert all(np.isfinite(m["PSNR (dB)"]) and 0 < m["SSIM"] <= 1 for m in info["metrics"])
+
+
+def test_bad_upload_is_a_clear_error(server, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"this is not a NIfTI volume")
+    client = Client(server, verbose=False)
+    with pytest.raises(AppError) as err:
+        client.predict(handle_file(str(bad)), 4, 0.5, api_name="/super_resolve")
+    message = str(err.value)
+    assert "broken.nii.gz" in message and "not a readable NIfTI" in message and "Traceback" not in message
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_studio_panels_phi_and_sweep(tiny_dir, t1_crop, tmp_path, one_thread):
+    model = TransMRSR.from_pretrained(tiny_dir)
+    case = run_case(t1_crop, model, tmp_path, scale=4, phi=0.5)
+    assert case.sr_path.is_file() and case.slice_axis == 1 and case.hr is not None
+    p = panels(case, model, "coronal", 20)
+    assert p["lr"].shape == p["sr"].shape == p["hr"].shape and p["lr"].ndim == 3
+    assert p["error"].ndim == 3 and p["psnr_sr"] is not None
+    # the slice on screen at the run's φ equals the volume; at another φ it is recomputed and differs
+    same = panels(case, model, "coronal", 20, phi=0.5)["sr"]
+    other = panels(case, model, "coronal", 20, phi=0.0)["sr"]
+    assert np.array_equal(same, p["sr"]) and not np.array_equal(other, p["sr"])
+    gallery = phi_sweep(case, model, "coronal", 20)
+    assert [label.split(" ·")[0] for _, label in gallery] == ["φ = 0.00", "φ = 0.25", "φ = 0.50", "φ = 0.75", "φ = 1.00"]
+    assert all("PSNR" in label for _, label in gallery)
+    assert np.array_equal(gallery[2][0], same)  # the sweep's φ = 0.5 is the volume's slice
+    with pytest.raises(ValueError, match="coronal"):
+        phi_sweep(case, model, "axial", 20)
+
+
+def test_thick_slice_upload_uses_its_header(tiny_dir, t1_crop, tmp_path, one_thread):
+    """A real thick-slice upload: axis and factor come from the header (the scale choice is ignored)."""
+    from transmrsr.inference import simulate_file
+
+    lr = tmp_path / "thick.nii.gz"
+    simulate_file(t1_crop, lr, 4, 2)
+    model = TransMRSR.from_pretrained(tiny_dir)
+    case = run_case(lr, model, tmp_path / "out", scale=8)
+    assert (case.axis, case.factor, case.simulated, case.hr) == (2, 4, False, None)
+    assert nib.load(str(case.sr_path)).shape == nib.load(str(t1_crop)).shape
+    axial = panels(case, model, "axial", 10)
+    assert axial["hr"] is None and axial["error"] is None
+
+
+SCREENSHOT = REPO / "docs" / "super-resolve-tab.png"
+
+
+def test_browser_upload_run_and_view(server, t1_crop, tmp_path):
+    """Debian's Chromium via Playwright: upload, run, see the four panels, move slice and φ."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        page.goto(server)
+        page.locator("#volume-upload input[type=file]").set_input_files(str(t1_crop))
+        page.locator("#run").click()
+        for panel in ("panel-lr", "panel-sr", "panel-hr", "panel-error"):
+            expect(page.locator(f"#{panel} img")).to_be_visible(timeout=120_000)
+        expect(page.locator("#case-info")).to_contain_text("simulated from the isotropic upload", timeout=30_000)
+        expect(page.locator("#metrics")).to_contain_text("TransMRSR")
+        expect(page.locator("#slice-note")).to_contain_text("slice 28 of 56")
+        sr_before = page.locator("#panel-sr img").get_attribute("src")
+
+        number = page.locator("#slice input[type=number]")
+        number.fill("10")
+        number.press("Enter")
+        expect(page.locator("#slice-note")).to_contain_text("slice 10 of 56", timeout=60_000)
+        expect(page.locator("#panel-sr img")).not_to_have_attribute("src", sr_before, timeout=60_000)
+
+        sr_slice10 = page.locator("#panel-sr img").get_attribute("src")
+        phi = page.locator("#phi input[type=number]")
+        phi.fill("0")
+        phi.press("Enter")
+        expect(page.locator("#slice-note")).to_contain_text("recomputed for this slice", timeout=60_000)
+        expect(page.locator("#panel-sr img")).not_to_have_attribute("src", sr_slice10, timeout=60_000)
+        # let pending updates settle (Gradio dims components while events run)
+        expect(page.locator(".pending")).to_have_count(0, timeout=60_000)
+        page.wait_for_timeout(1000)
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        shot = tmp_path / "super-resolve.png"
+        page.screenshot(path=str(shot), full_page=True)
+        if os.environ.get("TRANSMRSR_UPDATE_SCREENSHOT"):
+            SCREENSHOT.write_bytes(shot.read_bytes())
+        assert shot.stat().st_size > 10_000
+        browser.close()

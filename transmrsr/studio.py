@@ -1,0 +1,150 @@
+"""One uploaded volume in the app: run it, keep what the viewer needs, redraw slices at any φ.
+
+Everything the Gradio app shows comes from here, so the UI code holds no model or image logic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .data.degradation import simulate_thick, thick_affine, thin_affine
+from .data.io import load_volume, save_volume, simulation_tag, thick_axis, thin_count_from_header
+from .data.normalization import IntensityScaler
+from .evaluation.metrics import foreground_mask, psnr, ssim
+from .inference import resolve_geometry, super_resolve, super_resolve_slices
+from .models import TransMRSR
+from .viewer import PLANES, error_map, mri_window, plane_slice, plane_spacing, to_rgb, window
+
+SWEEP_PHIS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class Case:
+    """A super-resolved volume with its inputs, on the thin grid (input intensity units)."""
+
+    name: str
+    axis: int
+    factor: int
+    slice_axis: int
+    phi: float
+    zooms: tuple[float, float, float]
+    affine: np.ndarray
+    interp: np.ndarray
+    sr: np.ndarray
+    hr: np.ndarray | None
+    scaler: IntensityScaler
+    sr_path: Path
+    simulated: bool
+    metrics: list[dict] = field(default_factory=list)
+    window: tuple[float, float] = (0.0, 1.0)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.sr.shape)
+
+    def n_slices(self, plane: str) -> int:
+        return self.shape[PLANES[plane]]
+
+
+def run_case(
+    path: str | Path,
+    model: TransMRSR,
+    out_dir: str | Path,
+    scale: int = 4,
+    phi: float = 0.9,
+    fusion: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Case:
+    """Load an upload, super-resolve it and write the SR NIfTI into ``out_dir``.
+
+    A thick-slice upload takes axis and factor from its header; an isotropic one is treated as
+    HR: its thick-slice acquisition along the axial voxel axis (2) is simulated at ``scale`` and
+    the HR kept as reference.
+    """
+    vol = load_volume(path)
+    name = Path(vol.path).name.replace(".nii.gz", "").replace(".nii", "")
+    iso = thick_axis(vol.zooms) is None and not simulation_tag(vol.header)
+    if iso:
+        axis, factor, hr = 2, int(scale), vol.data
+        lr = simulate_thick(hr, axis, factor)
+        lr_affine, n_thin = thick_affine(vol.affine, axis, factor), hr.shape[axis]
+    else:
+        axis, factor = resolve_geometry(vol)
+        lr, lr_affine, hr, n_thin = vol.data, vol.affine, None, thin_count_from_header(vol.header)
+    result = super_resolve(model, lr, axis, factor, phi=phi, fusion=fusion, n_thin=n_thin, progress=progress, show_progress=False)
+    affine = thin_affine(lr_affine, axis, factor)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sr_path = save_volume(out / f"{name}_sr_x{factor}.nii.gz", result.sr, affine, header=vol.header)
+    case = Case(
+        name=name, axis=axis, factor=factor, slice_axis=result.slice_axes[0], phi=float(phi),
+        zooms=tuple(float(z) for z in np.linalg.norm(affine[:3, :3], axis=0)), affine=affine,
+        interp=result.interpolated, sr=result.sr, hr=hr, scaler=IntensityScaler.fit(lr), sr_path=sr_path, simulated=iso,
+    )
+    case.window = mri_window(case.hr if hr is not None else case.interp)
+    if hr is not None:
+        mask = foreground_mask(hr)
+        for method, vol_ in (("TransMRSR", case.sr), ("cubic", case.interp)):
+            case.metrics.append(
+                {"method": method, "PSNR (dB)": round(float(psnr(vol_, hr)), 2), "SSIM": round(float(ssim(vol_, hr)), 4),
+                 "PSNR mask (dB)": round(float(psnr(vol_, hr, mask)), 2), "SSIM mask": round(float(ssim(vol_, hr, mask)), 4)}
+            )
+    return case
+
+
+def sr_slice(case: Case, model: TransMRSR, plane: str, index: int, phi: float | None) -> np.ndarray:
+    """The SR slice on screen; recomputed through the network when ``phi`` differs from the
+    volume's and the plane is the one the network runs on (other planes show the volume)."""
+    if phi is None or abs(phi - case.phi) < 1e-6 or PLANES[plane] != case.slice_axis:
+        return plane_slice(case.sr, plane, index)
+    scaled = case.scaler.forward(case.interp)
+    idx = int(np.clip(index, 0, case.sr.shape[case.slice_axis] - 1))
+    out = super_resolve_slices(model, scaled, case.slice_axis, [idx], phi)[0]
+    vol_slice = np.clip(out, 0.0, None)
+    full = case.scaler.inverse(vol_slice)
+    return np.flipud(full.T)
+
+
+def panels(case: Case, model: TransMRSR, plane: str, index: int, phi: float | None = None) -> dict:
+    """Pictures for the viewer: LR (interpolated), SR, HR (or None), error map, slice PSNR."""
+    lo, hi = case.window
+    spacing = plane_spacing(case.zooms, plane)
+    lr = plane_slice(case.interp, plane, index)
+    sr = sr_slice(case, model, plane, index, phi)
+    out = {"lr": to_rgb(window(lr, lo, hi), spacing), "sr": to_rgb(window(sr, lo, hi), spacing), "hr": None,
+           "error": None, "psnr_sr": None, "psnr_lr": None}
+    if case.hr is not None:
+        hr = plane_slice(case.hr, plane, index)
+        out["hr"] = to_rgb(window(hr, lo, hi), spacing)
+        out["error"] = error_map(sr - hr, vmax=0.25 * (hi - lo), spacing=spacing)
+        rng = float(case.hr.max() - case.hr.min())
+        out["psnr_sr"] = round(float(psnr(sr, hr, peak=rng)), 2)
+        out["psnr_lr"] = round(float(psnr(lr, hr, peak=rng)), 2)
+    return out
+
+
+def phi_sweep(case: Case, model: TransMRSR, plane: str, index: int, phis=SWEEP_PHIS) -> list[tuple[np.ndarray, str]]:
+    """The shown slice at several φ, each with its PSNR against the HR (when there is one)."""
+    if PLANES[plane] != case.slice_axis:
+        raise ValueError(
+            f"the φ sweep runs on the {next(p for p, a in PLANES.items() if a == case.slice_axis)} plane, "
+            "the one the network works on"
+        )
+    lo, hi = case.window
+    spacing = plane_spacing(case.zooms, plane)
+    scaled = case.scaler.forward(case.interp)
+    idx = int(np.clip(index, 0, case.sr.shape[case.slice_axis] - 1))
+    outs = super_resolve_slices(model, scaled, case.slice_axis, [idx] * len(phis), list(phis))
+    hr = plane_slice(case.hr, plane, index) if case.hr is not None else None
+    gallery = []
+    for p, o in zip(phis, outs):
+        img = np.flipud(case.scaler.inverse(np.clip(o, 0.0, None)).T)
+        label = f"φ = {p:.2f}"
+        if hr is not None:
+            label += f" · PSNR {psnr(img, hr, peak=float(case.hr.max() - case.hr.min())):.2f} dB"
+        gallery.append((to_rgb(window(img, lo, hi), spacing), label))
+    return gallery
