@@ -10,7 +10,6 @@ shipped with nilearn goes through simulate -> sr -> evaluate.
 
 from __future__ import annotations
 
-import gzip
 import importlib.resources
 import json
 import math

@@ -138,7 +138,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .data.degradation import simulate_thick
-    from .data.io import VolumeError, load_volume, thick_axis
+    from .data.io import VolumeError, load_volume
     from .evaluation import evaluate, format_table
 
     sr, hr = load_volume(args.sr), load_volume(args.hr)

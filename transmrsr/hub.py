@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import torch
 
 from .config import ConfigError, TransMRSRConfig
+from .fileutil import atomic_write_bytes
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -27,19 +28,6 @@ T = TypeVar("T", bound="PretrainedMixin")
 
 class PretrainedLoadError(OSError):
     """A weights folder or Hub repository cannot be loaded; the message names the file."""
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _looks_like_path(name: str) -> bool:
@@ -68,10 +56,10 @@ class PretrainedMixin:
         config["architecture"] = type(self).__name__
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         metadata = {"format": "pt", "architecture": type(self).__name__}
-        _atomic_write_bytes(out / WEIGHTS_NAME, save(state, metadata=metadata))
-        _atomic_write_bytes(out / CONFIG_NAME, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
+        atomic_write_bytes(out / WEIGHTS_NAME, save(state, metadata=metadata))
+        atomic_write_bytes(out / CONFIG_NAME, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
         if model_card is not None:
-            _atomic_write_bytes(out / "README.md", model_card.encode())
+            atomic_write_bytes(out / "README.md", model_card.encode())
         return out
 
     # ------------------------------------------------------------------ load

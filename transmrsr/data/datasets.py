@@ -127,7 +127,29 @@ def _foreground_slices(vol: np.ndarray, axis: int, threshold: float) -> list[int
     return [i for i in range(moved.shape[0]) if float(moved[i].max()) > threshold]
 
 
-class HRSliceDataset(Dataset):
+class _SliceIndex(Dataset):
+    """Shared by both datasets: the (volume, axis, slice) index of foreground slices and the
+    epoch that, with the seed and the sample index, fixes each sample's augmentation."""
+
+    def _build_index(self, volumes: list[np.ndarray], axes: tuple[int, ...], background: float, seed: int) -> None:
+        self.index = [(vi, a, s) for vi, vol in enumerate(volumes) for a in axes for s in _foreground_slices(vol, a, background)]
+        if not self.index:
+            raise VolumeError("no foreground slices in the training volumes")
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation depends only on ``(seed, epoch, index)``: identical after a resume and in
+        any loader worker."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _rng(self, i: int) -> np.random.Generator:
+        return np.random.default_rng((self.seed, self.epoch, i))
+
+
+class HRSliceDataset(_SliceIndex):
     """Stage-1 samples: one HR slice ``(1, S, S)`` in [0, 1] (roughly), from any of ``axes``."""
 
     def __init__(
@@ -141,30 +163,17 @@ class HRSliceDataset(Dataset):
     ) -> None:
         self.img_size, self.augment = img_size, augment or Augment.off()
         self.volumes = [IntensityScaler.fit(v.data).forward(v.data) for v in (load_volume(p) for p in paths)]
-        self.index = [
-            (vi, a, s) for vi, vol in enumerate(self.volumes) for a in axes for s in _foreground_slices(vol, a, background)
-        ]
-        if not self.index:
-            raise VolumeError("no foreground slices in the training volumes")
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Augmentation depends only on ``(seed, epoch, index)``: identical after a resume and in
-        any loader worker."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.index)
+        self._build_index(self.volumes, axes, background, seed)
 
     def __getitem__(self, i: int) -> torch.Tensor:
         vi, a, s = self.index[i]
-        rng = np.random.default_rng((self.seed, self.epoch, i))
+        rng = self._rng(i)
         img = np.take(self.volumes[vi], s, axis=a)
         (img,) = _augment([_place(img, self.img_size, _crop_offsets(img.shape, self.img_size, rng))], self.augment, rng)
         return torch.from_numpy(img)[None]
 
 
-class SRPairDataset(Dataset):
+class SRPairDataset(_SliceIndex):
     """Stage-2 samples: ``(lr_interp (1, S, S), hr (1, S, S))`` slices containing the thick axis.
 
     The thick-slice degradation (``scale`` along ``thick_axis``, box or Gaussian profile) is
@@ -192,24 +201,11 @@ class SRPairDataset(Dataset):
             hr = IntensityScaler.fit(hr).forward(hr)
             lr = interpolate_to_thin(simulate_thick(hr, thick_axis, scale, profile), thick_axis, scale, n_thin=hr.shape[thick_axis])
             self.pairs.append((lr, hr))
-        self.index = [
-            (vi, a, s) for vi, (_, hr) in enumerate(self.pairs) for a in axes for s in _foreground_slices(hr, a, background)
-        ]
-        if not self.index:
-            raise VolumeError("no foreground slices in the training volumes")
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Augmentation depends only on ``(seed, epoch, index)``: identical after a resume and in
-        any loader worker."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.index)
+        self._build_index([hr for _, hr in self.pairs], axes, background, seed)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         vi, a, s = self.index[i]
-        rng = np.random.default_rng((self.seed, self.epoch, i))
+        rng = self._rng(i)
         lr_vol, hr_vol = self.pairs[vi]
         lr, hr = np.take(lr_vol, s, axis=a), np.take(hr_vol, s, axis=a)
         offsets = _crop_offsets(hr.shape, self.img_size, rng if self.random_crop else None)

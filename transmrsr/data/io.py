@@ -11,12 +11,13 @@ import contextlib
 import gzip
 import logging
 import os
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..fileutil import atomic_path
 
 #: Largest accepted number of voxels along one axis, and in total (documented limits).
 MAX_AXIS_VOXELS = 2048
@@ -192,15 +193,8 @@ def save_volume(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, h
     code = int(hdr["sform_code"]) if hdr is not None and int(hdr["sform_code"]) > 0 else 1
     img.set_sform(affine, code=code)
     img.set_qform(affine, code=code)
-    suffix = ".nii.gz" if p.name.lower().endswith(".gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(p, suffix=".nii.gz" if p.name.lower().endswith(".gz") else ".nii") as tmp:
+        nib.save(img, str(tmp))
     return p
 
 

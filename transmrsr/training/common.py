@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import signal
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,21 +13,16 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import Sampler
 
+from ..fileutil import atomic_path
+
 STATE_NAME = "training_state.pt"
 LOG_NAME = "log.jsonl"
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename (never a half file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_state(path: Path) -> dict[str, Any]:
