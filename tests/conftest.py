@@ -18,3 +18,13 @@ def tiny_model() -> TransMRSR:
     model = TransMRSR(cfg).eval()
     model.truncation.set_centroids(torch.randn(cfg.num_centroids, cfg.style_dim))
     return model
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """On a busy 2-core machine torch's default two intra-op threads are far slower than one;
+    modules that run many small forwards use this and get the old setting back afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

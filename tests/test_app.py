@@ -104,15 +104,7 @@ def test_bad_upload_is_a_clear_error(server, tmp_path):
     assert "broken.nii.gz" in message and "not a readable NIfTI" in message and "Traceback" not in message
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_studio_panels_phi_and_sweep(tiny_dir, t1_crop, tmp_path, one_thread):
+def test_studio_panels_phi_and_sweep(tiny_dir, t1_crop, tmp_path, one_torch_thread):
     model = TransMRSR.from_pretrained(tiny_dir)
     case = run_case(t1_crop, model, tmp_path, scale=4, phi=0.5)
     assert case.sr_path.is_file() and case.slice_axis == 1 and case.hr is not None
@@ -131,7 +123,7 @@ def test_studio_panels_phi_and_sweep(tiny_dir, t1_crop, tmp_path, one_thread):
         phi_sweep(case, model, "axial", 20)
 
 
-def test_thick_slice_upload_uses_its_header(tiny_dir, t1_crop, tmp_path, one_thread):
+def test_thick_slice_upload_uses_its_header(tiny_dir, t1_crop, tmp_path, one_torch_thread):
     """A real thick-slice upload: axis and factor come from the header (the scale choice is ignored)."""
     from transmrsr.inference import simulate_file
 

@@ -68,12 +68,7 @@ def check_message(line: str, path: Path, keywords: tuple[str, ...]) -> None:
     assert any(k in rest for k in keywords), f"none of {keywords} in: {line}"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

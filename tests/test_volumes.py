@@ -37,13 +37,7 @@ from transmrsr.inference import simulate_file, super_resolve, super_resolve_file
 
 
 # ---------------------------------------------------------------------------- fixtures / helpers
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """On a busy 2-core machine torch's default 2 intra-op threads are ~30x slower than one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class _ShortRepr(TransMRSR):

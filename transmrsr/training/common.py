@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..fileutil import atomic_path
 
@@ -111,3 +111,30 @@ class Throughput:
         rate = (step - self.s0) / dt if dt > 0 else 0.0
         eta = (self.total - step) / rate if (self.total is not None and rate > 0) else None
         return rate, eta
+
+
+def start_run(opts, accelerator=None):
+    """The Accelerator, output folder and state path of a run; refuses to overwrite a run that
+    is not resumed; seeds this process. Returns ``(accelerator, out, state_path)``."""
+    from accelerate import Accelerator
+
+    # cpu=True without CUDA: lets `accelerate launch` / torchrun run several CPU processes (gloo)
+    acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    out = Path(opts.out)
+    state_path = out / STATE_NAME
+    if state_path.exists() and not opts.resume:
+        raise FileExistsError(f"{state_path}: a run already lives here; pass --resume to continue it or choose another --out")
+    seed_everything(opts.seed + acc.process_index)
+    return acc, out, state_path
+
+
+def epoch_loader(dataset: Dataset, opts) -> tuple[DataLoader, EpochSampler]:
+    """Training loader in :class:`EpochSampler` order; refuses data smaller than one batch."""
+    sampler = EpochSampler(len(dataset), opts.seed)
+    loader = DataLoader(
+        dataset, batch_size=opts.batch_size, sampler=sampler, drop_last=True, num_workers=opts.num_workers,
+        generator=torch.Generator().manual_seed(opts.seed),  # its per-iterator seed draw must not touch the global RNG
+    )
+    if len(loader) == 0:
+        raise ValueError(f"{opts.data}: {len(dataset)} training slices, fewer than one batch of {opts.batch_size}")
+    return loader, sampler

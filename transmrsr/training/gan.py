@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from ..config import GANTrainConfig, TransMRSRConfig
 from ..data.datasets import Augment, HRSliceDataset, find_volumes, split_subjects
@@ -25,15 +24,14 @@ from ..losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from ..models import Discriminator, StyleSwinGenerator
 from .common import (
     LOG_NAME,
-    STATE_NAME,
-    EpochSampler,
     JsonlLogger,
     StopFlag,
     Throughput,
     atomic_torch_save,
+    epoch_loader,
     load_state,
-    seed_everything,
     seed_step,
+    start_run,
 )
 
 logger = logging.getLogger(__name__)
@@ -64,25 +62,13 @@ def save_sample_grid(images: torch.Tensor, path: Path, cols: int = 4) -> None:
 
 def train_gan(opts: GANTrainConfig, accelerator=None) -> Path:
     """Run (or resume) stage 1; returns the output folder."""
-    from accelerate import Accelerator
     from tqdm.auto import tqdm
 
-    # cpu=True without CUDA: lets `accelerate launch` / torchrun run several CPU processes (gloo)
-    acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
-    out = Path(opts.out)
-    state_path = out / STATE_NAME
-    if state_path.exists() and not opts.resume:
-        raise FileExistsError(f"{state_path}: a run already lives here; pass --resume to continue it or choose another --out")
-    seed_everything(opts.seed + acc.process_index)
+    acc, out, state_path = start_run(opts, accelerator)
     mcfg = TransMRSRConfig.from_preset(opts.preset)
     train_paths, _ = split_subjects(find_volumes(opts.data), opts.val_fraction, opts.seed)
     dataset = HRSliceDataset(train_paths, mcfg.img_size, augment=Augment() if opts.augment else Augment.off(), seed=opts.seed)
-    sampler = EpochSampler(len(dataset), opts.seed)
-    loader = DataLoader(dataset, batch_size=opts.batch_size, sampler=sampler, drop_last=True, num_workers=opts.num_workers,
-        generator=torch.Generator().manual_seed(opts.seed),  # its per-iterator seed draw must not touch the global RNG
-    )
-    if len(loader) == 0:
-        raise ValueError(f"{opts.data}: {len(dataset)} training slices, fewer than one batch of {opts.batch_size}")
+    loader, sampler = epoch_loader(dataset, opts)
 
     gen, disc = StyleSwinGenerator(mcfg), Discriminator(mcfg)
     gen_ema = copy.deepcopy(gen).eval().requires_grad_(False)

@@ -25,15 +25,14 @@ from ..losses import PerceptualLoss, load_vgg19_features
 from ..models import StyleSwinGenerator, TransMRSR
 from .common import (
     LOG_NAME,
-    STATE_NAME,
-    EpochSampler,
     JsonlLogger,
     StopFlag,
     Throughput,
     atomic_torch_save,
+    epoch_loader,
     load_state,
-    seed_everything,
     seed_step,
+    start_run,
 )
 
 logger = logging.getLogger(__name__)
@@ -81,16 +80,9 @@ def validate(model: torch.nn.Module, loader: DataLoader, device, phi=None) -> fl
 
 def train_sr(opts: SRTrainConfig, accelerator=None) -> Path:
     """Run (or resume) stage 2; returns the output folder (best model)."""
-    from accelerate import Accelerator
     from tqdm.auto import tqdm
 
-    # cpu=True without CUDA: lets `accelerate launch` / torchrun run several CPU processes (gloo)
-    acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
-    out = Path(opts.out)
-    state_path = out / STATE_NAME
-    if state_path.exists() and not opts.resume:
-        raise FileExistsError(f"{state_path}: a run already lives here; pass --resume to continue it or choose another --out")
-    seed_everything(opts.seed + acc.process_index)
+    acc, out, state_path = start_run(opts, accelerator)
     perceptual = None
     if opts.perceptual:
         perceptual = PerceptualLoss(load_vgg19_features(opts.vgg_weights), opts.content_layers, opts.style_layers)
@@ -100,12 +92,7 @@ def train_sr(opts: SRTrainConfig, accelerator=None) -> Path:
     aug = Augment() if opts.augment else Augment.off()
     common = dict(img_size=mcfg.img_size, scale=opts.scale, thick_axis=opts.thick_axis, profile=opts.profile)
     train_ds = SRPairDataset(train_paths, augment=aug, seed=opts.seed, **common)
-    sampler = EpochSampler(len(train_ds), opts.seed)
-    loader = DataLoader(train_ds, batch_size=opts.batch_size, sampler=sampler, drop_last=True, num_workers=opts.num_workers,
-        generator=torch.Generator().manual_seed(opts.seed),  # its per-iterator seed draw must not touch the global RNG
-    )
-    if len(loader) == 0:
-        raise ValueError(f"{opts.data}: {len(train_ds)} training slices, fewer than one batch of {opts.batch_size}")
+    loader, sampler = epoch_loader(train_ds, opts)
     val_loader = None
     if val_paths:
         val_ds = SRPairDataset(val_paths, random_crop=False, **common)
