@@ -32,7 +32,7 @@ from safetensors.torch import save_file
 
 from transmrsr import TransMRSR
 from transmrsr.cli import main
-from transmrsr.config import SRTrainConfig
+from transmrsr.config import ConfigError, SRTrainConfig, TransMRSRConfig
 from transmrsr.data import IntensityScaler, interpolate_to_thin, load_volume, simulate_thick
 from transmrsr.data.datasets import Augment, HRSliceDataset, SRPairDataset, find_volumes, split_subjects
 from transmrsr.losses import PerceptualLoss, PerceptualWeightsError, VGG19Features, load_vgg19_features
@@ -635,7 +635,8 @@ def test_split_subjects():
     assert split_subjects(list(reversed(paths)), 0.2, seed=3) == (train, val)  # by file, order-free
     assert split_subjects(paths, 0.2, seed=3) == (train, val)
     assert len({tuple(split_subjects(paths, 0.2, seed=s)[1]) for s in range(8)}) > 1
-    assert split_subjects(paths[:2], 0.0, seed=0)[1] != []  # at least one of each from two volumes
+    assert split_subjects(paths[:2], 0.1, seed=0)[1] != []  # at least one of each from two volumes
+    assert split_subjects(paths[:2], 0.0, seed=0) == (paths[:2], [])  # 0: no validation, train on all
     assert split_subjects(paths[:2], 0.9, seed=0)[0] != []
     assert split_subjects(paths[:1], 0.5, seed=0) == ([paths[0]], [])
 
@@ -698,3 +699,30 @@ def test_sr_pair_dataset_geometric_augmentation(data_dir):
     finally:
         random.setstate(state)
     assert len(used) > 2  # several different transforms were drawn
+
+
+def test_foreground_crops_on_a_small_canvas(data_dir):
+    """Random crops smaller than the slice land on the head, not in the air around it."""
+    from transmrsr.data.datasets import _foreground_crop_offsets
+
+    img = np.zeros((96, 96), dtype=np.float32)
+    img[60:90, 60:90] = 1.0  # a small bright object in one corner
+    rng = np.random.default_rng(0)
+    hits = []
+    for _ in range(50):
+        y, x = _foreground_crop_offsets(img, 24, rng, background=0.05)
+        hits.append(float((img[y : y + 24, x : x + 24] > 0.05).mean()) >= 0.3)
+    assert np.mean(hits) > 0.5  # uniform crops would hit it about 15 % of the time
+    assert _foreground_crop_offsets(img[:20, :20], 24, rng, 0.05) == (0, 0)  # fits: nothing to crop
+
+
+def test_training_canvas_option_trims_the_preset():
+    """--img-size gives the preset's network on a smaller canvas: finest levels kept, coarsest dropped."""
+    small = TransMRSRConfig.from_preset("small")
+    c = SRTrainConfig(preset="small", img_size=64).model_config()
+    assert c.img_size == 64 and c.num_enc_levels == 4 and c.num_dec_layers == 5
+    assert c.enc_dims == small.enc_dims[:4] and c.dec_channels == small.dec_channels[-5:]
+    assert c.disc_channels == small.disc_channels[:5] and c.shallow_dim == small.shallow_dim
+    assert SRTrainConfig(preset="small").model_config() == small
+    with pytest.raises(ConfigError, match="larger"):
+        TransMRSRConfig.from_preset("tiny", img_size=64)

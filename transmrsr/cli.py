@@ -10,6 +10,7 @@ Sub-commands:
 * ``transmrsr train-sr --data DIR --gan DIR --scale R --preset P --out DIR [--max-steps N] [--epochs E] [--phi F]
   [--no-perceptual] [--resume] [--ablation no-gp|no-sdt|no-mref|no-sc]``
 * ``transmrsr prepare-ixi IXI-T1.tar [IXI-T2.tar] --out DIR [--no-register] [--limit N]``
+* ``transmrsr prepare-packaged --out DIR [--cache DIR] [--test NAME]``
 * ``transmrsr info [--preset P | --model DIR_OR_REPO]`` — sizes and switches of a model.
 
 Every error about the user's input ends with exit code 2 and one line on stderr that names the
@@ -188,8 +189,8 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
     from .training import train_gan
 
     opts = GANTrainConfig(
-        data=args.data, out=args.out, preset=args.preset, batch_size=args.batch_size, max_steps=args.max_steps,
-        resume=args.resume, seed=args.seed, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
+        data=args.data, out=args.out, preset=args.preset, img_size=args.img_size, batch_size=args.batch_size,
+        max_steps=args.max_steps, resume=args.resume, seed=args.seed, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
         lr_g=args.lr_g, lr_d=args.lr_d, augment=not args.no_augment, log_every=args.log_every,
     )
     train_gan(opts)
@@ -211,11 +212,11 @@ def _cmd_train_sr(args: argparse.Namespace) -> int:
     if args.no_perceptual:
         print("train-sr: perceptual terms off (--no-perceptual): the loss is L1 only; recorded in log.jsonl and the model card")
     opts = SRTrainConfig(
-        data=args.data, out=args.out, gan=args.gan or "", preset=args.preset, scale=args.scale, thick_axis=args.axis,
+        data=args.data, out=args.out, gan=args.gan or "", preset=args.preset, img_size=args.img_size, scale=args.scale, thick_axis=args.axis,
         profile=args.profile, batch_size=args.batch_size, max_steps=args.max_steps, epochs=args.epochs, lr=args.lr,
         phi=args.phi, perceptual=not args.no_perceptual, vgg_weights=args.vgg_weights, resume=args.resume,
         ablation=args.ablation, seed=args.seed, checkpoint_every=args.checkpoint_every, augment=not args.no_augment,
-        log_every=args.log_every,
+        log_every=args.log_every, val_fraction=args.val_fraction, lr_step_epochs=args.lr_step_epochs,
     )
     train_sr(opts)
     return 0
@@ -227,6 +228,15 @@ def _cmd_prepare_ixi(args: argparse.Namespace) -> int:
     register = None if not args.no_register else False
     files = prepare_ixi(args.tarballs, args.out, register=register, limit=args.limit, progress=print)
     print(f"{args.out}: {len(files)} volume(s) written on the 182x218x181 1 mm MNI grid")
+    return 0
+
+
+def _cmd_prepare_packaged(args: argparse.Namespace) -> int:
+    from .data.packaged import prepare_packaged
+
+    manifest = prepare_packaged(args.out, cache=args.cache, test=args.test)
+    n_train = sum(v["role"] == "train" for v in manifest["volumes"])
+    print(f"{args.out}: {n_train} training volume(s) in train/, held-out {manifest['test']} in test/ (sources.json lists licences)")
     return 0
 
 
@@ -274,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", required=True, help="output folder (weights, training_state.pt, log.jsonl)")
         p.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
         p.add_argument("--batch-size", type=int, default=6)
+        p.add_argument("--img-size", type=int, help="training canvas in pixels, a power of two (default: the preset's, 256 for small)")
         p.add_argument("--max-steps", type=int, default=steps_default)
         p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
         p.add_argument("--seed", type=int, default=0)
@@ -303,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     tsr.add_argument("--profile", default="box", choices=["box", "gaussian"])
     tsr.add_argument("--epochs", type=int, default=100)
     tsr.add_argument("--lr", type=float, default=1e-4)
+    tsr.add_argument("--lr-step-epochs", type=int, default=30, help="halve the learning rate every this many epochs")
+    tsr.add_argument(
+        "--val-fraction", type=float, default=0.2,
+        help="share of subjects held out for validation / early stopping; 0: none, train on all (default 0.2)",
+    )
     tsr.add_argument("--phi", type=float, default=None, help="truncation level used in training (default: preset's)")
     tsr.add_argument("--no-perceptual", action="store_true", help="L1 only: skip the VGG19 content/style terms")
     tsr.add_argument("--vgg-weights", help="VGG19 safetensors file or folder (default: timm/vgg19.tv_in1k via the Hub)")
@@ -315,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     ixi.add_argument("--no-register", action="store_true", help="do not use antspyx even if installed")
     ixi.add_argument("--limit", type=int, help="at most this many volumes per tarball")
     ixi.set_defaults(func=_cmd_prepare_ixi)
+
+    pkg = sub.add_parser("prepare-packaged", help="real 1 mm T1s shipped in pip packages -> train/ and a held-out test/")
+    pkg.add_argument("--out", required=True, help="output folder (train/, test/, masks/, sources.json)")
+    pkg.add_argument("--cache", help="where downloaded packages are kept (default: OUT/cache)")
+    pkg.add_argument("--test", default="icbm152-2009a", help="held-out subject (default icbm152-2009a)")
+    pkg.set_defaults(func=_cmd_prepare_packaged)
 
     info = sub.add_parser("info", help="show the sizes and switches of a preset or a saved model")
     src = info.add_mutually_exclusive_group()

@@ -180,6 +180,8 @@ class TransMRSRConfig:
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigError(f"unknown config field(s): {sorted(unknown)}")
+        if "img_size" in overrides:
+            values.update(_per_level_for_canvas(values, int(overrides["img_size"]), set(overrides)))
         values.update(overrides)
         values["preset"] = name
         return cls(**values).validate()
@@ -218,6 +220,47 @@ class TransMRSRConfig:
             return cls(**data).validate()
         except (TypeError, ConfigError) as exc:
             raise ConfigError(f"{source}: {exc}") from None
+
+
+#: Per-level lists and which end holds the finest resolution ("first" or "last").
+_LEVEL_FIELDS = {
+    "enc_dims": "first",
+    "enc_heads": "first",
+    "dec_channels": "last",
+    "dec_heads": "last",
+    "disc_channels": "first",
+}
+
+
+def _per_level_for_canvas(values: dict[str, Any], img_size: int, given: set[str]) -> dict[str, Any]:
+    """A preset's per-level lists for a smaller canvas: keep the finest-resolution entries.
+
+    The finest levels fix the cost and the ``shallow_dim`` ties, so a preset at 128 px keeps its
+    widths at full resolution and drops its coarsest level. Lists named in ``given`` are left
+    alone; a canvas larger than the preset's needs all lists spelled out.
+    """
+    base_size = int(values.get("img_size", TransMRSRConfig.img_size))
+    if img_size == base_size:
+        return {}
+    if img_size < 16 or img_size & (img_size - 1):
+        raise ConfigError(f"img_size must be a power of two >= 16, got {img_size}")
+    drop = int(math.log2(base_size)) - int(math.log2(img_size))
+    defaults = TransMRSRConfig()
+    out: dict[str, Any] = {}
+    for name, finest in _LEVEL_FIELDS.items():
+        if name in given:
+            continue
+        levels = values.get(name, getattr(defaults, name))
+        if levels is None:
+            continue
+        if drop < 0:
+            raise ConfigError(
+                f"img_size {img_size} is larger than the preset's {base_size}; give {name} explicitly"
+            )
+        if drop >= len(levels):
+            raise ConfigError(f"img_size {img_size} is too small for this preset")
+        out[name] = list(levels[drop:]) if finest == "last" else list(levels[: len(levels) - drop])
+    return out
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -278,6 +321,7 @@ class TrainCommon:
     data: str = ""
     out: str = ""
     preset: str = "small"
+    img_size: int | None = None  # training canvas; None: the preset's (smaller canvases are cheaper)
     batch_size: int = 6
     max_steps: int | None = None
     val_fraction: float = 0.2
@@ -287,6 +331,12 @@ class TrainCommon:
     log_every: int = 10
     num_workers: int = 0
     augment: bool = True
+
+    def model_config(self, **overrides: Any) -> "TransMRSRConfig":
+        """The network config for this run: the preset at ``img_size`` plus ``overrides``."""
+        if self.img_size is not None:
+            overrides = {"img_size": self.img_size, **overrides}
+        return TransMRSRConfig.from_preset(self.preset, **overrides)
 
 
 @dataclass

@@ -44,13 +44,15 @@ def subject_id(path: Path) -> str:
 
 def split_subjects(paths: list[Path], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[Path], list[Path]]:
     """Split volumes by subject (file) into train / validation; at least one of each when
-    there are two or more volumes."""
+    there are two or more volumes, unless ``val_fraction`` is 0 (no validation)."""
     paths = sorted(paths)
     rng = random.Random(seed)
     order = paths[:]
     rng.shuffle(order)
     n_val = int(round(len(order) * val_fraction))
-    if len(order) >= 2:
+    if val_fraction <= 0:
+        n_val = 0
+    elif len(order) >= 2:
         n_val = min(max(n_val, 1), len(order) - 1)
     else:
         n_val = 0
@@ -82,6 +84,22 @@ def _crop_offsets(shape: tuple[int, int], size: int, rng: np.random.Generator | 
         else:
             offs.append(int(rng.integers(0, n - size + 1)) if rng is not None else (n - size) // 2)
     return offs[0], offs[1]
+
+
+def _foreground_crop_offsets(
+    img: np.ndarray, size: int, rng: np.random.Generator, background: float, tries: int = 8, min_fraction: float = 0.3
+) -> tuple[int, int]:
+    """A random crop that holds at least ``min_fraction`` foreground when one is found within
+    ``tries`` draws: small canvases on a large head slice would otherwise mostly see air."""
+    offsets = _crop_offsets(img.shape, size, rng)
+    if img.shape[0] <= size and img.shape[1] <= size:
+        return offsets
+    for _ in range(tries - 1):
+        y, x = offsets
+        if float((img[y : y + size, x : x + size] > background).mean()) >= min_fraction:
+            break
+        offsets = _crop_offsets(img.shape, size, rng)
+    return offsets
 
 
 def _place(img: np.ndarray, size: int, offsets: tuple[int, int]) -> np.ndarray:
@@ -161,7 +179,7 @@ class HRSliceDataset(_SliceIndex):
         background: float = 0.05,
         seed: int = 0,
     ) -> None:
-        self.img_size, self.augment = img_size, augment or Augment.off()
+        self.img_size, self.augment, self.background = img_size, augment or Augment.off(), background
         self.volumes = [IntensityScaler.fit(v.data).forward(v.data) for v in (load_volume(p) for p in paths)]
         self._build_index(self.volumes, axes, background, seed)
 
@@ -169,7 +187,8 @@ class HRSliceDataset(_SliceIndex):
         vi, a, s = self.index[i]
         rng = self._rng(i)
         img = np.take(self.volumes[vi], s, axis=a)
-        (img,) = _augment([_place(img, self.img_size, _crop_offsets(img.shape, self.img_size, rng))], self.augment, rng)
+        offsets = _foreground_crop_offsets(img, self.img_size, rng, self.background)
+        (img,) = _augment([_place(img, self.img_size, offsets)], self.augment, rng)
         return torch.from_numpy(img)[None]
 
 
@@ -194,6 +213,7 @@ class SRPairDataset(_SliceIndex):
         seed: int = 0,
     ) -> None:
         self.img_size, self.augment, self.random_crop = img_size, augment or Augment.off(), random_crop
+        self.background = background
         axes = slice_axes if slice_axes is not None else tuple(a for a in range(3) if a != thick_axis)
         self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
         for p in paths:
@@ -208,7 +228,10 @@ class SRPairDataset(_SliceIndex):
         rng = self._rng(i)
         lr_vol, hr_vol = self.pairs[vi]
         lr, hr = np.take(lr_vol, s, axis=a), np.take(hr_vol, s, axis=a)
-        offsets = _crop_offsets(hr.shape, self.img_size, rng if self.random_crop else None)
+        if self.random_crop:
+            offsets = _foreground_crop_offsets(hr, self.img_size, rng, self.background)
+        else:
+            offsets = _crop_offsets(hr.shape, self.img_size, None)
         lr, hr = _place(lr, self.img_size, offsets), _place(hr, self.img_size, offsets)
         lr, hr = _augment([lr, hr], self.augment, rng)
         return torch.from_numpy(lr)[None], torch.from_numpy(hr)[None]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import GANTrainConfig, TransMRSRConfig
+from ..config import GANTrainConfig
 from ..data.datasets import Augment, HRSliceDataset, find_volumes, split_subjects
 from ..losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from ..models import Discriminator, StyleSwinGenerator
@@ -65,7 +65,7 @@ def train_gan(opts: GANTrainConfig, accelerator=None) -> Path:
     from tqdm.auto import tqdm
 
     acc, out, state_path = start_run(opts, accelerator)
-    mcfg = TransMRSRConfig.from_preset(opts.preset)
+    mcfg = opts.model_config()
     train_paths, _ = split_subjects(find_volumes(opts.data), opts.val_fraction, opts.seed)
     dataset = HRSliceDataset(train_paths, mcfg.img_size, augment=Augment() if opts.augment else Augment.off(), seed=opts.seed)
     loader, sampler = epoch_loader(dataset, opts)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ..config import SRTrainConfig, TransMRSRConfig
+from ..config import SRTrainConfig
 from ..data.datasets import Augment, SRPairDataset, find_volumes, split_subjects
 from ..losses import PerceptualLoss, load_vgg19_features
 from ..models import StyleSwinGenerator, TransMRSR
@@ -48,7 +48,7 @@ def build_sr_model(opts: SRTrainConfig) -> tuple[TransMRSR, bool]:
     overrides = dict(SRTrainConfig.ABLATIONS[opts.ablation]) if opts.ablation else {}
     if opts.phi is not None:
         overrides["phi"] = opts.phi
-    mcfg = TransMRSRConfig.from_preset(opts.preset, **overrides)
+    mcfg = opts.model_config(**overrides)
     model = TransMRSR(mcfg)
     loaded = False
     if opts.gan:
