@@ -33,7 +33,7 @@ from transmrsr.data.normalization import IntensityScaler
 from transmrsr.evaluation.evaluate import evaluate
 from transmrsr.evaluation.metrics import dice, psnr, slice_metrics, ssim
 from transmrsr.evaluation.segmentation import segment_tissues
-from transmrsr.inference import simulate_file, super_resolve, super_resolve_file
+from transmrsr.inference import simulate_file, super_resolve, super_resolve_file, tile_starts
 
 
 # ---------------------------------------------------------------------------- fixtures / helpers
@@ -625,3 +625,20 @@ def test_segment_tissues_three_nested_boxes():
     assert set(np.unique(seg).tolist()) == {1, 2, 3}
     d = dice(seg, truth, labels=[1, 2, 3])
     assert min(d.values()) > 0.9, d
+
+
+def test_air_only_tiles_are_not_run_and_keep_the_interpolation():
+    """On a slice much larger than the canvas with the head in one corner, tiles of pure air are
+    skipped (the model sees fewer tiles) and keep the interpolated input; tiles on the head get
+    the network's output, blended without seams."""
+    lr = np.zeros((100, 4, 25), dtype=np.float32)  # slices along axis 1: 100 x 100 on the thin grid
+    lr[:30, :, :8] = smooth_volume((30, 4, 8), seed=2, background=False) + 1.0
+    model = ShiftModel(shift=0.25)
+    done = []
+    res = super_resolve(model, lr, 2, 4, show_progress=False, tile_overlap=8, progress=lambda d, t: done.append((d, t)))
+    tiles = len(tile_starts(100, 32, 8)) ** 2
+    assert 0 < model.samples < tiles * 4  # 4 foreground slices x all tiles would be the naive count
+    interp = interpolate_to_thin(lr, 2, 4, mode="cubic")
+    np.testing.assert_allclose(res.sr[80:, :, 80:], np.maximum(interp[80:, :, 80:], 0.0), atol=1e-5)  # far air
+    assert np.all(res.sr[:10, :, :10] > interp[:10, :, :10])  # the head got the +0.25 shift
+    assert done[-1][0] == done[-1][1] and tiles > 4

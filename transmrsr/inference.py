@@ -81,12 +81,18 @@ def _run_plane(
     phi,
     batch_size: int,
     device: torch.device,
-    overlap: int,
+    overlap: int | None,
     background: float,
     step: Callable[[int], None],
 ) -> tuple[np.ndarray, int, bool]:
-    """Super-resolve every slice of ``volume (scaled, thin grid)`` taken along ``slice_axis``."""
+    """Super-resolve every slice of ``volume (scaled, thin grid)`` taken along ``slice_axis``.
+
+    ``batch_size`` counts slices: a forward pass takes that many slices' worth of canvas tiles.
+    Tiles that hold only background keep the interpolated input (they cost nothing).
+    """
     s = model.config.img_size
+    if overlap is None:
+        overlap = max(4, s // 16)
     overlap = min(overlap, s // 4)  # a tile must advance by at least 3/4 of the canvas
     slices = np.moveaxis(volume, slice_axis, 0)  # (n, h, w) view
     n, h, w = slices.shape
@@ -100,26 +106,42 @@ def _run_plane(
     jobs = [(i, y, x) for i in run for y in ys for x in xs]
     acc = np.zeros((n, h, w), dtype=np.float32) if tiled else None
     norm = np.zeros((h, w), dtype=np.float32) if tiled else None
+    ph, pw = min(h, s), min(w, s)
+    weight = wy[:, None] * wx[None, :]
     if tiled:
         for y in ys:
             for x in xs:
-                norm[y : y + min(h, s), x : x + min(w, s)] += wy[:, None] * wx[None, :]
-    tiles_per_slice = len(ys) * len(xs)
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start : start + batch_size]
+                norm[y : y + ph, x : x + pw] += weight
+        # air-only tiles of a head slice: the interpolated input is the answer
+        keep = []
+        for i, y, x in jobs:
+            patch = slices[i, y : y + ph, x : x + pw]
+            if float(patch.max()) > background:
+                keep.append((i, y, x))
+            else:
+                acc[i, y : y + ph, x : x + pw] += patch * weight
+        jobs = keep
+    chunk_size = max(1, batch_size * len(ys) * len(xs))
+    slice_jobs_left = {i: 0 for i in run}
+    for i, _, _ in jobs:
+        slice_jobs_left[i] += 1
+    step(sum(1 for i in run if slice_jobs_left[i] == 0))
+    for start in range(0, len(jobs), chunk_size):
+        chunk = jobs[start : start + chunk_size]
         batch = np.zeros((len(chunk), 1, s, s), dtype=np.float32)
         for b, (i, y, x) in enumerate(chunk):
             patch = slices[i, y : y + s, x : x + s]
             batch[b, 0, : patch.shape[0], : patch.shape[1]] = patch
         with torch.inference_mode(), _autocast(device):
             pred = model(torch.from_numpy(batch).to(device), phi=phi).float().cpu().numpy()
+        done_slices = 0
         for b, (i, y, x) in enumerate(chunk):
-            ph, pw = min(h, s), min(w, s)
             if tiled:
-                acc[i, y : y + ph, x : x + pw] += pred[b, 0, :ph, :pw] * wy[:, None] * wx[None, :]
+                acc[i, y : y + ph, x : x + pw] += pred[b, 0, :ph, :pw] * weight
             else:
                 out[i] = pred[b, 0, :ph, :pw]
-        done_slices = sum(1 for b, (i, y, x) in enumerate(chunk) if (start + b + 1) % tiles_per_slice == 0)
+            slice_jobs_left[i] -= 1
+            done_slices += slice_jobs_left[i] == 0
         step(done_slices)
     if tiled:
         out[run] = acc[run] / norm
@@ -137,7 +159,7 @@ def super_resolve(
     n_thin: int | None = None,
     batch_size: int = 8,
     device: str | torch.device | None = None,
-    tile_overlap: int = 32,
+    tile_overlap: int | None = None,
     background: float = 0.01,
     progress: ProgressCallback | None = None,
     show_progress: bool = True,
@@ -149,7 +171,8 @@ def super_resolve(
         fusion: also run the second plane that contains the thick axis and average both.
         n_thin: slices of the output along ``axis`` (default ``lr.shape[axis] * factor``).
         device: ``"cuda"``, ``"cpu"``... (default: CUDA when available); bf16 autocast on CUDA.
-        tile_overlap: overlap (pixels) between canvas tiles for slices larger than the canvas.
+        tile_overlap: overlap (pixels) between canvas tiles for slices larger than the canvas
+            (default: a sixteenth of the canvas, at least 4).
         background: slices whose scaled maximum is at most this are not run.
         progress: called as ``progress(done, total)`` in slices.
     Returns:
@@ -288,7 +311,7 @@ def super_resolve_slices(
     indices: list[int],
     phi,
     device: str | torch.device | None = None,
-    tile_overlap: int = 32,
+    tile_overlap: int | None = None,
 ) -> np.ndarray:
     """Super-resolve a few slices of a scaled, thin-grid volume (e.g. the one on screen, at a new
     ``phi``). ``phi`` may be a float or one value per index. Returns ``(len(indices), h, w)``."""
