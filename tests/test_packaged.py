@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
 
 from transmrsr.cli import main
 from transmrsr.data import packaged

@@ -125,6 +125,11 @@ class AnnotationStore:
         save_volume(path, labels.astype(np.float32), np.asarray(sr_affine))
         return path
 
+    def label_files(self, label_dir: str | Path) -> list[Path]:
+        """The label NIfTIs written so far into ``label_dir`` (one per case), sorted."""
+        d = Path(label_dir)
+        return sorted(d.glob("*_annotations.nii.gz")) if d.is_dir() else []
+
     def rows(self) -> list[dict]:
         with closing(self._connect()) as con:
             return [dict(r) for r in con.execute(f"SELECT {', '.join(COLUMNS)} FROM annotations ORDER BY id")]

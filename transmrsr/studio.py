@@ -5,19 +5,21 @@ Everything the Gradio app shows comes from here, so the UI code holds no model o
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .annotations import blinded_order
 from .data.degradation import simulate_thick, thick_affine, thin_affine
 from .data.io import load_volume, save_volume, simulation_tag, thick_axis, thin_count_from_header
 from .data.normalization import IntensityScaler
 from .evaluation.metrics import foreground_mask, psnr, ssim
 from .inference import resolve_geometry, super_resolve, super_resolve_slices
 from .models import TransMRSR
-from .viewer import PLANES, error_map, mri_window, plane_slice, plane_spacing, to_rgb, window
+from .viewer import PLANES, display_to_slice, error_map, mri_window, plane_slice, plane_spacing, to_rgb, window
 
 SWEEP_PHIS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -148,3 +150,59 @@ def phi_sweep(case: Case, model: TransMRSR, plane: str, index: int, phis=SWEEP_P
             label += f" · PSNR {psnr(img, hr, peak=float(case.hr.max() - case.hr.min())):.2f} dB"
         gallery.append((to_rgb(window(img, lo, hi), spacing), label))
     return gallery
+
+
+# ---------------------------------------------------------------------------------------- reader study
+def method_label(phi: float | None) -> str:
+    """The method name stored with a reading: ``"cubic"`` (``phi`` None) or ``"TransMRSR φ=0.90"``."""
+    return "cubic" if phi is None else f"TransMRSR φ={float(phi):.2f}"
+
+
+def reader_items(case: Case, plane: str, index: int, compare_phi: float | None = None, seed: int = 0) -> list[dict]:
+    """The blinded images of one slice for a reader: the case's SR (at its φ) and either cubic
+    interpolation (``compare_phi`` None) or TransMRSR at ``compare_phi``, in a random order that
+    depends on ``seed`` and the slice (so the order cannot be learnt across slices).
+
+    Returns ``[{"label": "Image A", "method": str, "phi": float | None}, ...]``; only ``label`` is
+    meant for the reader's eyes. A second φ can only be computed on the plane the network runs on
+    (elsewhere the volume at the run's φ is all there is): ValueError there, and for the run's own φ.
+    """
+    if plane not in PLANES:
+        raise ValueError(f"plane must be one of {sorted(PLANES)}, got {plane!r}")
+    phis: list[float | None] = [case.phi, None]
+    if compare_phi is not None:
+        if abs(float(compare_phi) - case.phi) < 1e-6:
+            raise ValueError(f"φ = {case.phi:.2f} is the run's own φ: choose another φ to compare against")
+        if PLANES[plane] != case.slice_axis:
+            net_plane = next(p for p, a in PLANES.items() if a == case.slice_axis)
+            raise ValueError(f"another φ can only be compared on the {net_plane} plane, the one the network runs on")
+        phis[1] = round(float(compare_phi), 4)
+    idx = int(np.clip(index, 0, case.n_slices(plane) - 1))
+    key = zlib.crc32(f"{int(seed)}/{case.name}/{plane}/{idx}/{phis[1]}".encode())
+    order = blinded_order(list(range(len(phis))), seed=key)
+    return [{"label": f"Image {chr(65 + i)}", "method": method_label(phis[j]), "phi": phis[j]}
+            for i, j in enumerate(order)]
+
+
+def reader_image(case: Case, model: TransMRSR | None, plane: str, index: int, phi: float | None) -> np.ndarray:
+    """The picture of one blinded item, ``(H, W, 3)`` uint8 as the viewer shows it: the cubic
+    interpolation (``phi`` None) or the SR (recomputed through ``model`` when ``phi`` is not the
+    run's; ``model`` may be None otherwise)."""
+    lo, hi = case.window
+    if phi is None:
+        img = plane_slice(case.interp, plane, index)
+    elif abs(float(phi) - case.phi) < 1e-6:
+        img = plane_slice(case.sr, plane, index)
+    else:
+        if model is None:
+            raise ValueError("a model is needed to show another φ")
+        img = sr_slice(case, model, plane, index, float(phi))
+    return to_rgb(window(img, lo, hi), plane_spacing(case.zooms, plane))
+
+
+def painted_region(case: Case, plane: str, mask: np.ndarray) -> np.ndarray:
+    """Undo the display transform of :func:`reader_image`: a mask ``(H, W)`` painted on the picture
+    -> ``(h, w)`` bool in :func:`transmrsr.viewer.plane_slice` layout, ready for
+    :meth:`transmrsr.annotations.AnnotationStore.add` (which maps it onto the SR voxel grid)."""
+    rest = [n for a, n in enumerate(case.shape) if a != PLANES[plane]]
+    return display_to_slice(mask, (rest[1], rest[0]), plane_spacing(case.zooms, plane))

@@ -41,22 +41,43 @@ def mri_window(volume: np.ndarray, lower: float = 0.5, upper: float = 99.5) -> t
     return float(np.percentile(sample, lower)), float(np.percentile(sample, upper))
 
 
-def to_rgb(gray: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0), min_side: int = 256) -> np.ndarray:
-    """uint8 gray -> RGB, stretched so that pixels are square in mm and enlarged by a whole
-    factor until the longer side reaches ``min_side`` (nearest neighbour: voxels stay crisp)."""
-    g = gray
+def display_indices(shape: tuple[int, int], spacing: tuple[float, float] = (1.0, 1.0),
+                    min_side: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Where each pixel of :func:`to_rgb`'s picture of an ``(h, w)`` image comes from: ``(rows
+    (H,), cols (W,))`` int arrays, display row ``r`` shows source row ``rows[r]`` (same for cols)."""
+    h, w = int(shape[0]), int(shape[1])
     sy, sx = spacing
     base = min(sy, sx)
     ry, rx = sy / base, sx / base
-    if ry != 1 or rx != 1:
-        h, w = g.shape
-        yi = np.minimum((np.arange(int(round(h * ry))) / ry).astype(int), h - 1)
-        xi = np.minimum((np.arange(int(round(w * rx))) / rx).astype(int), w - 1)
-        g = g[yi][:, xi]
-    k = max(1, -(-min_side // max(g.shape)))
-    if k > 1:
-        g = np.repeat(np.repeat(g, k, axis=0), k, axis=1)
+    yi = np.minimum((np.arange(int(round(h * ry))) / ry).astype(int), h - 1) if ry != 1 else np.arange(h)
+    xi = np.minimum((np.arange(int(round(w * rx))) / rx).astype(int), w - 1) if rx != 1 else np.arange(w)
+    k = max(1, -(-min_side // max(len(yi), len(xi))))
+    return np.repeat(yi, k), np.repeat(xi, k)
+
+
+def to_rgb(gray: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0), min_side: int = 256) -> np.ndarray:
+    """uint8 gray -> RGB, stretched so that pixels are square in mm and enlarged by a whole
+    factor until the longer side reaches ``min_side`` (nearest neighbour: voxels stay crisp)."""
+    yi, xi = display_indices(gray.shape, spacing, min_side)
+    g = gray[yi][:, xi]
     return np.repeat(g[..., None], 3, axis=2)
+
+
+def display_to_slice(mask: np.ndarray, shape: tuple[int, int], spacing: tuple[float, float] = (1.0, 1.0),
+                     min_side: int = 256) -> np.ndarray:
+    """Undo :func:`to_rgb`: a mask ``(H, W)`` painted on the picture of an ``(h, w)`` slice ->
+    ``(h, w)`` bool, True where any painted pixel shows that slice pixel. A mask of another size
+    (a canvas scaled in the browser) is first resampled (nearest) to the picture's size."""
+    yi, xi = display_indices(shape, spacing, min_side)
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {m.shape}")
+    if m.shape != (len(yi), len(xi)):
+        m = m[(np.arange(len(yi)) * m.shape[0]) // len(yi)][:, (np.arange(len(xi)) * m.shape[1]) // len(xi)]
+    out = np.zeros((int(shape[0]), int(shape[1])), dtype=bool)
+    rows, cols = np.nonzero(m)
+    out[yi[rows], xi[cols]] = True
+    return out
 
 
 def error_map(error: np.ndarray, vmax: float, spacing: tuple[float, float] = (1.0, 1.0), title: str = "|SR − HR|") -> np.ndarray:
