@@ -573,6 +573,19 @@ def build_train_tab(model_spec: gr.Textbox) -> None:
 
 
 # ---------------------------------------------------------------------------------------- About tab
+def model_card_markdown(spec: str, scale) -> str:
+    """The model card of the model the Super-resolve tab would use (bundled weights per scale)."""
+    from transmrsr.hub import read_model_card
+
+    spec = (spec or "").strip() or os.environ.get("TRANSMRSR_MODEL", "") or "bundled"
+    source = bundled_model(int(scale)) if spec == "bundled" else spec
+    text = read_model_card(source)
+    title = f"bundled ×{int(scale)} weights" if spec == "bundled" else f"`{spec}`"
+    if text is None:
+        return f"### Model card: {title}\n\nNo model card found for {title}."
+    return f"### Model card: {title}\n\n{text}"
+
+
 ABOUT = """
 ### TransMRSR
 Super-resolution of thick-slice brain MRI with a transformer encoder and a self-distilled StyleSwin generative prior
@@ -636,6 +649,7 @@ def build_app() -> gr.Blocks:
                 gr.Markdown("Training is off. Start the app with `--enable-training` to launch training jobs here.")
         with gr.Tab("About"):
             gr.Markdown(ABOUT)
+            card = gr.Markdown(elem_id="model-card")
 
         view_out = [lr_img, sr_img, hr_img, err_img, compare, note]
         run.click(
@@ -647,6 +661,8 @@ def build_app() -> gr.Blocks:
         phi.change(_view, [case_state, model_spec, plane, index, phi], view_out, trigger_mode="always_last")
         plane.change(on_plane, [case_state, model_spec, plane, phi], [index, *view_out])
         sweep.click(on_sweep, [case_state, model_spec, plane, index], gallery)
+        for trigger in (demo.load, model_spec.change, scale.change):
+            trigger(model_card_markdown, [model_spec, scale], card, api_visibility="private")
         # the named API endpoint for scripts (gradio_client): hidden components, same package calls
         with gr.Row(visible=False):
             api_file = gr.File()

@@ -219,3 +219,25 @@ def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Pa
     if bad:
         raise PretrainedLoadError(f"{path}: tensor(s) with NaN/Inf, e.g. {bad[:3]}")
     model.load_state_dict(state, strict=True)
+
+
+def read_model_card(pretrained: str | os.PathLike, revision: str | None = None) -> str | None:
+    """The ``README.md`` model card of a weights folder or Hub repo (from the local Hugging Face
+    cache, or downloaded), without its YAML front matter; ``None`` when there is none to read."""
+    local = Path(pretrained).expanduser()
+    path: Path | None = local / "README.md" if local.is_dir() else None
+    if path is None and not _looks_like_path(str(pretrained)) and not local.exists():
+        from huggingface_hub import hf_hub_download
+
+        try:
+            path = Path(hf_hub_download(str(pretrained), "README.md", revision=revision))
+        except Exception:  # offline, no card, no repo: the card is optional
+            return None
+    if path is None or not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if text.startswith("---\n"):
+        end = text.find("\n---", 4)
+        if end != -1:
+            text = text[end + 4 :].lstrip("\n")
+    return text

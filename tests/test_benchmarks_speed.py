@@ -1,0 +1,28 @@
+"""benchmarks/speed.py: the --quick path on the tiny preset, without the authors' code."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_speed_quick_tiny_skips_missing_authors_repo(tmp_path):
+    empty = tmp_path / "authors"
+    empty.mkdir()
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "speed.py"), "--quick", "--presets", "tiny",
+         "--authors", str(empty), "--devices", "cpu", "--threads", "1", "--repeats", "2"],
+        check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.startswith("# ") and "torch " in out and "threads" in out and "git " in out
+    assert f"authors' TGP7: skipped: --authors {empty} does not hold the authors' repository" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ours | `tiny` | cpu | fp32 |")]
+    assert [r.split("|")[5].strip() for r in rows] == ["1", "2"]  # --quick: batches 1 and 2
+    for r in rows:
+        cells = [c.strip() for c in r.strip("|").split("|")]
+        assert float(cells[5]) > 0 and float(cells[6]) > 0 and float(cells[7]) > 0  # ms, slices/s, RSS
+    assert "authors' `TGP7`" not in out and "`paper`" not in out and "`small`" not in out
+    assert "Identical outputs" not in out
