@@ -8,7 +8,7 @@ Sub-commands:
 * ``transmrsr train-gan --data DIR --preset P --out DIR [--max-steps N] [--batch-size B] [--resume]``
 * ``transmrsr fit-centroids --gan DIR [--num-samples M] [--clusters K]``
 * ``transmrsr train-sr --data DIR --gan DIR --scale R --preset P --out DIR [--max-steps N] [--epochs E] [--phi F]
-  [--no-perceptual] [--resume] [--ablation no-gp|no-sdt|no-mref|no-sc]``
+  [--no-perceptual] [--resume] [--ablation no-gp|no-sdt|no-mref|no-sc] [--arch transmrsr|edsr]``
 * ``transmrsr prepare-ixi IXI-T1.tar [IXI-T2.tar] --out DIR [--no-register] [--limit N]``
 * ``transmrsr prepare-packaged --out DIR [--cache DIR] [--test NAME]``
 * ``transmrsr info [--preset P | --model DIR_OR_REPO]`` — sizes and switches of a model.
@@ -72,7 +72,7 @@ def default_model_dir(scale: int) -> Path:
 
 def _load_model(spec: str | None, scale: int, revision: str | None = None):
     from .hub import PretrainedLoadError
-    from .models import TransMRSR
+    from .models import load_sr_model
 
     if spec is None:
         folder = default_model_dir(scale)
@@ -82,7 +82,7 @@ def _load_model(spec: str | None, scale: int, revision: str | None = None):
                 "folder or a Hugging Face repo id"
             )
         spec = str(folder)
-    return TransMRSR.from_pretrained(spec, revision=revision)
+    return load_sr_model(spec, revision=revision)  # TransMRSR, or an EDSR baseline folder
 
 
 def _cmd_sr(args: argparse.Namespace) -> int:
@@ -216,7 +216,7 @@ def _cmd_train_sr(args: argparse.Namespace) -> int:
         profile=args.profile, batch_size=args.batch_size, max_steps=args.max_steps, epochs=args.epochs, lr=args.lr,
         phi=args.phi, perceptual=not args.no_perceptual, vgg_weights=args.vgg_weights, resume=args.resume,
         ablation=args.ablation, seed=args.seed, checkpoint_every=args.checkpoint_every, augment=not args.no_augment,
-        log_every=args.log_every, val_fraction=args.val_fraction, lr_step_epochs=args.lr_step_epochs,
+        log_every=args.log_every, val_fraction=args.val_fraction, lr_step_epochs=args.lr_step_epochs, arch=args.arch,
     )
     train_sr(opts)
     return 0
@@ -323,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     tsr.add_argument("--no-perceptual", action="store_true", help="L1 only: skip the VGG19 content/style terms")
     tsr.add_argument("--vgg-weights", help="VGG19 safetensors file or folder (default: timm/vgg19.tv_in1k via the Hub)")
     tsr.add_argument("--ablation", choices=["no-gp", "no-sdt", "no-mref", "no-sc"])
+    tsr.add_argument(
+        "--arch", default="transmrsr", choices=["transmrsr", "edsr"],
+        help="network: transmrsr (default) or edsr, the CNN baseline trained with the same data, loss and schedule "
+        "(--gan and --phi are not used)",
+    )
     tsr.set_defaults(func=_cmd_train_sr)
 
     ixi = sub.add_parser("prepare-ixi", help="IXI T1/T2 tarballs -> 1 mm 182x218x181 MNI-grid volumes")

@@ -378,6 +378,9 @@ class SRTrainConfig(TrainCommon):
     phi: float | None = None
     ablation: str | None = None  # no-gp | no-sdt | no-mref | no-sc
     max_val_slices: int = 256
+    arch: str = "transmrsr"  # transmrsr | edsr (the CNN baseline: same data, loss and schedule)
+
+    ARCHS = ("transmrsr", "edsr")
 
     ABLATIONS = {
         "no-gp": {"use_generative_prior": False},

@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 
@@ -37,9 +37,11 @@ def _looks_like_path(name: str) -> bool:
 
 class PretrainedMixin:
     """Adds ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` to a module built from a
-    :class:`TransMRSRConfig` (``self.config``)."""
+    config (``self.config``): a :class:`TransMRSRConfig` unless the class names another
+    ``config_class`` (one with ``to_dict`` / ``from_dict(data, source)``, e.g. the EDSR baseline's)."""
 
     config: TransMRSRConfig
+    config_class: ClassVar[type] = TransMRSRConfig
 
     # ------------------------------------------------------------------ save
     def save_pretrained(self, save_directory: str | os.PathLike, model_card: str | None = None) -> Path:
@@ -84,7 +86,9 @@ class PretrainedMixin:
         config_path, weights_path = _resolve_files(
             str(pretrained), revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
         )
-        config = _read_config(config_path, expected_architecture=cls.__name__, overrides=config_overrides)
+        config = _read_config(
+            config_path, expected_architecture=cls.__name__, overrides=config_overrides, config_class=cls.config_class
+        )
         model = cls(config)
         state = _read_weights(weights_path, map_location)
         _load_state(model, state, weights_path)
@@ -171,7 +175,7 @@ def _resolve_files(
     return paths[0], paths[1]
 
 
-def _read_config(path: Path, expected_architecture: str, overrides: dict[str, Any]) -> TransMRSRConfig:
+def _read_config(path: Path, expected_architecture: str, overrides: dict[str, Any], config_class: type = TransMRSRConfig):
     try:
         data = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -185,9 +189,28 @@ def _read_config(path: Path, expected_architecture: str, overrides: dict[str, An
         )
     data.update(overrides)
     try:
-        return TransMRSRConfig.from_dict(data, source=str(path))
+        return config_class.from_dict(data, source=str(path))
     except ConfigError as exc:
         raise PretrainedLoadError(str(exc)) from None
+
+
+def pretrained_architecture(
+    pretrained: str | os.PathLike, *, revision: str | None = None, cache_dir=None, local_files_only: bool = False, token=None
+) -> str | None:
+    """The class a weights folder or Hub repo was saved from (``"TransMRSR"``, ``"EDSR"``,
+    ``"StyleSwinGenerator"``), read from its ``config.json``; ``None`` when that cannot be read
+    (then ``from_pretrained`` says why)."""
+    try:
+        config_path, _ = _resolve_files(
+            str(pretrained), revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
+        )
+        data = json.loads(config_path.read_text())
+    except (PretrainedLoadError, OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    architecture = data.get("architecture")
+    return architecture if isinstance(architecture, str) else None
 
 
 def _read_weights(path: Path, map_location) -> dict[str, torch.Tensor]:

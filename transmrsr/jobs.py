@@ -689,7 +689,7 @@ def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, token: str | Non
     package's ``push_to_hub``; returns the commit URL. Raises :class:`JobError` with a message
     for the user (no weights, bad repo id, offline, not allowed...)."""
     from .hub import PretrainedLoadError
-    from .models import StyleSwinGenerator, TransMRSR
+    from .models import EDSR, StyleSwinGenerator, TransMRSR
 
     p = _path(folder)
     repo_id = (repo_id or "").strip()
@@ -700,7 +700,7 @@ def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, token: str | Non
         raise JobError(f"{p}: no weights here (config.json + model.safetensors)")
     if not repo_id or repo_id.count("/") != 1 or any(not part for part in repo_id.split("/")):
         raise JobError(f"Hub repo id must look like owner/name, got {repo_id!r}")
-    cls = StyleSwinGenerator if kind == "StyleSwinGenerator" else TransMRSR
+    cls = {"StyleSwinGenerator": StyleSwinGenerator, "EDSR": EDSR}.get(kind, TransMRSR)
     try:
         model = cls.from_pretrained(p)
     except PretrainedLoadError as exc:

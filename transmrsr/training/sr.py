@@ -6,6 +6,10 @@ explicit, recorded opt-out), Adam β = (0.5, 0.999), learning rate halved every 
 10 epochs, the best model kept. The decoder starts from the stage-1 generator (the generative
 prior) with its centroids. The output folder loads with ``TransMRSR.from_pretrained`` and works
 with ``transmrsr sr --model``.
+
+``arch="edsr"`` (``train-sr --arch edsr``) trains the EDSR-style CNN baseline instead, with the same
+data, loss, optimiser, schedule and checkpoints (no prior, no truncation: ``--gan`` and ``--phi``
+are not used); its folder loads with ``EDSR.from_pretrained`` / ``load_sr_model``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from torch.utils.data import DataLoader
 from ..config import SRTrainConfig
 from ..data.datasets import Augment, SRPairDataset, find_volumes, split_subjects
 from ..losses import PerceptualLoss, load_vgg19_features
-from ..models import StyleSwinGenerator, TransMRSR
+from ..models import EDSR, EDSRConfig, StyleSwinGenerator, TransMRSR
 from .common import (
     LOG_NAME,
     JsonlLogger,
@@ -38,11 +42,18 @@ from .common import (
 logger = logging.getLogger(__name__)
 
 
-def build_sr_model(opts: SRTrainConfig) -> tuple[TransMRSR, bool]:
-    """The stage-2 model with the ablation switch applied, the prior loaded from ``opts.gan``.
+def build_sr_model(opts: SRTrainConfig) -> tuple[TransMRSR | EDSR, bool]:
+    """The stage-2 model with the ablation switch applied, the prior loaded from ``opts.gan``;
+    with ``opts.arch == "edsr"`` the EDSR baseline of the preset, on the same canvas.
 
     Returns ``(model, prior_loaded)``.
     """
+    if opts.arch not in SRTrainConfig.ARCHS:
+        raise ValueError(f"unknown arch {opts.arch!r}; choose one of {list(SRTrainConfig.ARCHS)}")
+    if opts.arch == "edsr":
+        if opts.ablation:
+            raise ValueError(f"--ablation {opts.ablation} is a TransMRSR ablation; it does not apply to --arch edsr")
+        return EDSR(EDSRConfig.from_preset(opts.preset, img_size=opts.model_config().img_size)), False
     if opts.ablation and opts.ablation not in SRTrainConfig.ABLATIONS:
         raise ValueError(f"unknown ablation {opts.ablation!r}; choose one of {sorted(SRTrainConfig.ABLATIONS)}")
     overrides = dict(SRTrainConfig.ABLATIONS[opts.ablation]) if opts.ablation else {}
@@ -125,6 +136,8 @@ def train_sr(opts: SRTrainConfig, accelerator=None) -> Path:
         )
         if perceptual is None:
             log.log(event="note", stage="sr", message="perceptual terms off (--no-perceptual): loss = L1 only")
+        if opts.arch == "edsr" and (opts.gan or opts.phi is not None):
+            log.log(event="note", stage="sr", message="--arch edsr: the CNN baseline uses no generative prior or truncation; --gan / --phi not used")
     else:
         log.log(event="resume", stage="sr", step=step, epoch=epoch)
     steps_per_epoch = len(loader)
@@ -215,13 +228,19 @@ def train_sr(opts: SRTrainConfig, accelerator=None) -> Path:
     return out
 
 
-def _model_card(opts: SRTrainConfig, model: TransMRSR, best: float, step: int, perceptual: bool) -> str:
+def _model_card(opts: SRTrainConfig, model: TransMRSR | EDSR, best: float, step: int, perceptual: bool) -> str:
     terms = "1.0 L1 + 0.5 content + 0.5 style (VGG19)" if perceptual else "1.0 L1 only (--no-perceptual)"
     val = f"{best:.2f} dB" if math.isfinite(best) else "not measured"
+    if opts.arch == "edsr":
+        title = f"EDSR baseline ({model.config.preset}: {model.config.channels} channels x {model.config.num_blocks} blocks, x{opts.scale})"
+        variant = "the EDSR-style CNN baseline (`--arch edsr`)"
+    else:
+        title = f"TransMRSR ({model.config.preset}, x{opts.scale})"
+        variant = f"ablation: {opts.ablation or 'none'}"
     return (
         "---\nlibrary_name: transmrsr\ntags:\n- super-resolution\n- mri\n- transmrsr\n---\n\n"
-        f"# TransMRSR ({model.config.preset}, x{opts.scale})\n\n"
+        f"# {title}\n\n"
         f"Trained with `transmrsr train-sr` for {step} steps on `{Path(opts.data).name}`; thick axis {opts.thick_axis}, "
-        f"{opts.profile} slice profile; loss {terms}; ablation: {opts.ablation or 'none'}; "
+        f"{opts.profile} slice profile; loss {terms}; {variant}; "
         f"best validation PSNR (per slice, scaled range): {val}.\n"
     )
