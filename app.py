@@ -611,7 +611,10 @@ def build_app() -> gr.Blocks:
                 with gr.Column(scale=1, min_width=280):
                     volume = gr.File(label="Volume (.nii / .nii.gz)", file_types=[".nii", ".gz"], elem_id="volume-upload")
                     if examples:
-                        gr.Examples(examples=examples, inputs=volume)
+                        gr.Examples(
+                            examples=examples, inputs=volume, label="Examples (the held-out test subject; 1 mm = HR)",
+                            elem_id="volume-examples",
+                        )
                     model_spec = gr.Textbox(
                         label="Model", value=os.environ.get("TRANSMRSR_MODEL", "bundled"),
                         info="'bundled', a weights folder, or a Hugging Face repo id", elem_id="model-spec",

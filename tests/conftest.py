@@ -1,7 +1,14 @@
+import importlib.resources
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 
 from transmrsr import TransMRSR, TransMRSRConfig
+
+T1 = importlib.resources.files("nilearn.datasets") / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 
 
 @pytest.fixture(autouse=True)
@@ -28,3 +35,27 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def t1_crop(tmp_path_factory) -> Path:
+    """A 48x56x44 block of the ICBM152 T1 (real MRI), with the affine moved to the crop."""
+    img = nib.load(str(T1))
+    start = np.array([74, 90, 70])
+    data = np.asarray(img.dataobj, dtype=np.float32)[74:122, 90:146, 70:114]
+    affine = img.affine.copy()
+    affine[:3, 3] += affine[:3, :3] @ start
+    path = tmp_path_factory.mktemp("t1") / "t1_crop.nii.gz"
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A tiny model folder with centroids and a visible residual (the SR differs from cubic; φ matters)."""
+    torch.manual_seed(0)
+    model = TransMRSR(TransMRSRConfig.from_preset("tiny"))
+    model.truncation.set_centroids(torch.randn(4, 32) * 3)
+    with torch.no_grad():  # a visible residual, so that φ visibly matters in the tests
+        model.recon_out.weight.mul_(50)
+    return model.save_pretrained(tmp_path_factory.mktemp("model") / "tiny")

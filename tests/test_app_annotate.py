@@ -5,99 +5,28 @@ from __future__ import annotations
 import importlib.resources
 import os
 import re
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 
-from transmrsr import TransMRSR, TransMRSRConfig
+from apphelpers import CHROMIUM, CHROMIUM_ARGS, App
 from transmrsr.annotations import AnnotationStore, Reading
 from transmrsr.studio import Case, painted_region, reader_image, reader_items
 
 REPO = Path(__file__).resolve().parents[1]
 T1 = importlib.resources.files("nilearn.datasets") / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def t1_crop(tmp_path_factory) -> Path:
-    """A 48x56x44 block of the ICBM152 T1 (real MRI), with the affine moved to the crop."""
-    img = nib.load(str(T1))
-    start = np.array([74, 90, 70])
-    data = np.asarray(img.dataobj, dtype=np.float32)[74:122, 90:146, 70:114]
-    affine = img.affine.copy()
-    affine[:3, 3] += affine[:3, :3] @ start
-    path = tmp_path_factory.mktemp("t1") / "t1_crop.nii.gz"
-    nib.save(nib.Nifti1Image(data, affine), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = TransMRSR(TransMRSRConfig.from_preset("tiny"))
-    model.truncation.set_centroids(torch.randn(4, 32) * 3)
-    with torch.no_grad():  # a visible residual: the SR differs from the cubic interpolation
-        model.recon_out.weight.mul_(50)
-    return model.save_pretrained(tmp_path_factory.mktemp("model") / "tiny")
-
-
-class App:
-    """``python app.py --annotations DIR`` on a free port; stop and start again on the same folder."""
-
-    def __init__(self, env: dict, annotations: Path) -> None:
-        self.env, self.annotations, self.proc, self.url = env, annotations, None, ""
-
-    def start(self) -> str:
-        port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(REPO / "app.py"), "--port", str(port), "--annotations", str(self.annotations)],
-            cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(self.proc.stdout.read()) from None
-                time.sleep(0.5)
-        else:
-            self.stop()
-            raise RuntimeError("the app did not start in 120 s")
-        self.url = f"http://127.0.0.1:{port}/"
-        return self.url
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-        self.proc = None
-
-
 @pytest.fixture(scope="module")
 def app(tiny_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
     env = dict(os.environ, TRANSMRSR_MODEL=str(tiny_dir), OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False",
                TRANSMRSR_WORK_DIR=str(work), HF_HUB_OFFLINE="1")
-    server = App(env, tmp_path_factory.mktemp("study") / "annotations")
-    server.work = work
+    annotations = tmp_path_factory.mktemp("study") / "annotations"
+    server = App(env, log=work / "server.log", args=["--annotations", str(annotations)])
+    server.work, server.annotations = work, annotations
     server.start()
     yield server
     server.stop()
@@ -108,7 +37,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
 

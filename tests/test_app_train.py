@@ -14,61 +14,17 @@ import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from transmrsr import TransMRSR, TransMRSRConfig
 
-from test_jobs import write_subjects  # noqa: E402 (tests/ is on sys.path under pytest)
+from apphelpers import CHROMIUM, CHROMIUM_ARGS, App, app_env
+from test_jobs import write_subjects
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(tiny_dir: Path, work: Path, enable: bool) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    env = dict(os.environ, TRANSMRSR_MODEL=str(tiny_dir), OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False",
-               TRANSMRSR_WORK_DIR=str(work / "work"), TRANSMRSR_ANNOTATIONS=str(work / "annotations"),
-               HF_HUB_OFFLINE="1")
-    env.pop("TRANSMRSR_ENABLE_TRAINING", None)
-    args = [sys.executable, str(REPO / "app.py"), "--port", str(port)] + (["--enable-training"] if enable else [])
-    log = open(work / "server.log", "w")
-    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return proc, port
-
-
-def wait_listening(proc: subprocess.Popen, port: int, log: Path, timeout: float = 150) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return f"http://127.0.0.1:{port}/"
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(log.read_text()[-3000:])
-            time.sleep(0.3)
-    raise RuntimeError(f"the app did not start in {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return TransMRSR(TransMRSRConfig.from_preset("tiny")).save_pretrained(tmp_path_factory.mktemp("model") / "tiny")
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     return write_subjects(tmp_path_factory.mktemp("data"))
@@ -82,15 +38,12 @@ def runs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(tiny_dir, runs, tmp_path_factory):
     work = tmp_path_factory.mktemp("app")
-    proc, port = launch(tiny_dir, work, enable=True)
+    env = app_env(work / "work", TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_ANNOTATIONS=str(work / "annotations"))
+    app = App(env, log=work / "server.log", args=["--enable-training"])
     try:
-        yield wait_listening(proc, port, work / "server.log")
+        yield app.start()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        app.stop()
         # a job the app started outlives it (own process group): stop it by the pid it recorded
         for info in runs.glob("*/job.json"):
             pid = json.loads(info.read_text())["pid"]
@@ -105,7 +58,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
 
