@@ -12,7 +12,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 #: Bumped whenever a saved ``config.json`` can no longer be read by this code.
 CONFIG_FORMAT_VERSION = 1
@@ -22,8 +22,64 @@ class ConfigError(ValueError):
     """A configuration is inconsistent or comes from an incompatible version."""
 
 
+class SerializableConfig:
+    """``config.json`` round trip and preset lookup shared by the model configs (dataclasses).
+
+    Subclasses set ``MODEL_TYPE``, the tag written into ``config.json`` and checked on reading,
+    so a folder of one architecture is never read as another.
+    """
+
+    MODEL_TYPE: ClassVar[str]
+
+    @classmethod
+    def _preset_values(cls, presets: dict[str, dict[str, Any]], name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+        """A copy of preset ``name``'s values; raises :class:`ConfigError` for an unknown preset
+        or an override that is not a field."""
+        try:
+            values = dict(presets[name])
+        except KeyError:
+            raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(presets)}") from None
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {sorted(unknown)}")
+        return values
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["model_type"] = self.MODEL_TYPE
+        data["config_format_version"] = CONFIG_FORMAT_VERSION
+        return data
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config"):
+        """Inverse of :meth:`to_dict`; ``source`` names the file in error messages."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        model_type = data.pop("model_type", None)
+        if model_type != cls.MODEL_TYPE:
+            raise ConfigError(f"{source}: model_type is {model_type!r}, expected {cls.MODEL_TYPE!r}")
+        version = data.pop("config_format_version", None)
+        if version != CONFIG_FORMAT_VERSION:
+            raise ConfigError(
+                f"{source}: config_format_version {version!r} is not supported by this version of "
+                f"transmrsr (it reads version {CONFIG_FORMAT_VERSION}); re-save the model with a "
+                "matching transmrsr release"
+            )
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"{source}: unknown field(s) {unknown} (written by a newer transmrsr?)")
+        try:
+            return cls(**data).validate()
+        except (TypeError, ConfigError) as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+
 @dataclass
-class TransMRSRConfig:
+class TransMRSRConfig(SerializableConfig):
     """Sizes and switches of the TransMRSR network.
 
     Attributes:
@@ -89,6 +145,8 @@ class TransMRSRConfig:
     use_skip: bool = True
     drop_path: float = 0.0
     preset: str = "small"
+
+    MODEL_TYPE: ClassVar[str] = "transmrsr"
 
     # ------------------------------------------------------------------ derived sizes
     @property
@@ -172,54 +230,12 @@ class TransMRSRConfig:
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "TransMRSRConfig":
         """Build a config from a preset name (``tiny``, ``small``, ``paper``) plus overrides."""
-        try:
-            base = PRESETS[name]
-        except KeyError:
-            raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
-        values = dict(base)
-        unknown = set(overrides) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown config field(s): {sorted(unknown)}")
+        values = cls._preset_values(PRESETS, name, overrides)
         if "img_size" in overrides:
             values.update(_per_level_for_canvas(values, int(overrides["img_size"]), set(overrides)))
         values.update(overrides)
         values["preset"] = name
         return cls(**values).validate()
-
-    # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["model_type"] = "transmrsr"
-        data["config_format_version"] = CONFIG_FORMAT_VERSION
-        return data
-
-    def to_json_string(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TransMRSRConfig":
-        """Inverse of :meth:`to_dict`; ``source`` names the file in error messages."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        data = dict(data)
-        model_type = data.pop("model_type", None)
-        if model_type != "transmrsr":
-            raise ConfigError(f"{source}: model_type is {model_type!r}, expected 'transmrsr'")
-        version = data.pop("config_format_version", None)
-        if version != CONFIG_FORMAT_VERSION:
-            raise ConfigError(
-                f"{source}: config_format_version {version!r} is not supported by this version of "
-                f"transmrsr (it reads version {CONFIG_FORMAT_VERSION}); re-save the model with a "
-                "matching transmrsr release"
-            )
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown field(s) {unknown} (written by a newer transmrsr?)")
-        try:
-            return cls(**data).validate()
-        except (TypeError, ConfigError) as exc:
-            raise ConfigError(f"{source}: {exc}") from None
 
 
 #: Per-level lists and which end holds the finest resolution ("first" or "last").

@@ -18,22 +18,20 @@ unchanged. Saved and loaded like TransMRSR (``config.json`` with ``model_type: "
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from ..config import CONFIG_FORMAT_VERSION, ConfigError
+from ..config import ConfigError, SerializableConfig
 from ..hub import PretrainedMixin
 
 MODEL_TYPE = "edsr"
 
 
 @dataclass
-class EDSRConfig:
+class EDSRConfig(SerializableConfig):
     """Sizes of the EDSR baseline.
 
     Attributes:
@@ -52,6 +50,8 @@ class EDSRConfig:
     res_scale: float = 0.1
     preset: str = "small"
 
+    MODEL_TYPE: ClassVar[str] = MODEL_TYPE
+
     def validate(self) -> "EDSRConfig":
         if self.img_size < 8:
             raise ConfigError(f"img_size must be >= 8, got {self.img_size}")
@@ -64,48 +64,10 @@ class EDSRConfig:
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "EDSRConfig":
         """The baseline beside the TransMRSR preset of the same name (``tiny``, ``small``, ``paper``)."""
-        try:
-            values = dict(EDSR_PRESETS[name])
-        except KeyError:
-            raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(EDSR_PRESETS)}") from None
-        unknown = set(overrides) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown config field(s): {sorted(unknown)}")
+        values = cls._preset_values(EDSR_PRESETS, name, overrides)
         values.update(overrides)
         values["preset"] = name
         return cls(**values).validate()
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["model_type"] = MODEL_TYPE
-        data["config_format_version"] = CONFIG_FORMAT_VERSION
-        return data
-
-    def to_json_string(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "EDSRConfig":
-        """Inverse of :meth:`to_dict`; ``source`` names the file in error messages."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        data = dict(data)
-        model_type = data.pop("model_type", None)
-        if model_type != MODEL_TYPE:
-            raise ConfigError(f"{source}: model_type is {model_type!r}, expected {MODEL_TYPE!r}")
-        version = data.pop("config_format_version", None)
-        if version != CONFIG_FORMAT_VERSION:
-            raise ConfigError(
-                f"{source}: config_format_version {version!r} is not supported by this version of "
-                f"transmrsr (it reads version {CONFIG_FORMAT_VERSION})"
-            )
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"{source}: unknown field(s) {unknown} (written by a newer transmrsr?)")
-        try:
-            return cls(**data).validate()
-        except (TypeError, ConfigError) as exc:
-            raise ConfigError(f"{source}: {exc}") from None
 
 
 #: Baseline sizes beside each TransMRSR preset (same canvas). ``small``: 32 channels x 8 blocks,
