@@ -59,3 +59,16 @@ def tiny_dir(tmp_path_factory) -> Path:
     with torch.no_grad():  # a visible residual, so that φ visibly matters in the tests
         model.recon_out.weight.mul_(50)
     return model.save_pretrained(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    from apphelpers import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.resources
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from apphelpers import CHROMIUM, CHROMIUM_ARGS, App, app_env
+from apphelpers import App, app_env
 from transmrsr import TransMRSR
 from transmrsr.studio import panels, phi_sweep, run_case
 
 REPO = Path(__file__).resolve().parents[1]
-T1 = importlib.resources.files("nilearn.datasets") / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 
 
 @pytest.fixture(scope="module")
@@ -89,33 +87,31 @@ def test_thick_slice_upload_uses_its_header(tiny_dir, t1_crop, tmp_path, one_tor
 
 
 
-def test_browser_upload_run_and_view(server, t1_crop, tmp_path):
+def test_browser_upload_run_and_view(server, browser, t1_crop):
     """Debian's Chromium via Playwright: upload, run, see the four panels, move slice and φ."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        page.goto(server)
-        page.locator("#volume-upload input[type=file]").set_input_files(str(t1_crop))
-        page.locator("#run").click()
-        for panel in ("panel-lr", "panel-sr", "panel-hr", "panel-error"):
-            expect(page.locator(f"#{panel} img")).to_be_visible(timeout=120_000)
-        expect(page.locator("#case-info")).to_contain_text("simulated from the isotropic upload", timeout=30_000)
-        expect(page.locator("#metrics")).to_contain_text("TransMRSR")
-        expect(page.locator("#slice-note")).to_contain_text("slice 28 of 56")
-        sr_before = page.locator("#panel-sr img").get_attribute("src")
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    page.goto(server)
+    page.locator("#volume-upload input[type=file]").set_input_files(str(t1_crop))
+    page.locator("#run").click()
+    for panel in ("panel-lr", "panel-sr", "panel-hr", "panel-error"):
+        expect(page.locator(f"#{panel} img")).to_be_visible(timeout=120_000)
+    expect(page.locator("#case-info")).to_contain_text("simulated from the isotropic upload", timeout=30_000)
+    expect(page.locator("#metrics")).to_contain_text("TransMRSR")
+    expect(page.locator("#slice-note")).to_contain_text("slice 28 of 56")
+    sr_before = page.locator("#panel-sr img").get_attribute("src")
 
-        number = page.locator("#slice input[type=number]")
-        number.fill("10")
-        number.press("Enter")
-        expect(page.locator("#slice-note")).to_contain_text("slice 10 of 56", timeout=60_000)
-        expect(page.locator("#panel-sr img")).not_to_have_attribute("src", sr_before, timeout=60_000)
+    number = page.locator("#slice input[type=number]")
+    number.fill("10")
+    number.press("Enter")
+    expect(page.locator("#slice-note")).to_contain_text("slice 10 of 56", timeout=60_000)
+    expect(page.locator("#panel-sr img")).not_to_have_attribute("src", sr_before, timeout=60_000)
 
-        sr_slice10 = page.locator("#panel-sr img").get_attribute("src")
-        phi = page.locator("#phi input[type=number]")
-        phi.fill("0")
-        phi.press("Enter")
-        expect(page.locator("#slice-note")).to_contain_text("recomputed for this slice", timeout=60_000)
-        expect(page.locator("#panel-sr img")).not_to_have_attribute("src", sr_slice10, timeout=60_000)
-        browser.close()
+    sr_slice10 = page.locator("#panel-sr img").get_attribute("src")
+    phi = page.locator("#phi input[type=number]")
+    phi.fill("0")
+    phi.press("Enter")
+    expect(page.locator("#slice-note")).to_contain_text("recomputed for this slice", timeout=60_000)
+    expect(page.locator("#panel-sr img")).not_to_have_attribute("src", sr_slice10, timeout=60_000)
+    page.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 import re
 import sqlite3
@@ -13,12 +12,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from apphelpers import CHROMIUM, CHROMIUM_ARGS, App
+from apphelpers import App
 from transmrsr.annotations import AnnotationStore, Reading
 from transmrsr.studio import Case, painted_region, reader_image, reader_items
 
 REPO = Path(__file__).resolve().parents[1]
-T1 = importlib.resources.files("nilearn.datasets") / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 @pytest.fixture(scope="module")
 def app(tiny_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
@@ -32,14 +30,7 @@ def app(tiny_dir, tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def open_annotate(browser, url):

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from apphelpers import CHROMIUM, CHROMIUM_ARGS, REPO, App, app_env
+from apphelpers import REPO, App, app_env
 
 SCREENSHOT = REPO / "docs" / "super-resolve-tab.png"
 
@@ -38,54 +38,52 @@ def _metric(page, method: str) -> float:
     return float(found.group(1))
 
 
-def test_example_with_bundled_weights_and_bad_upload(shipped_app, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+def test_example_with_bundled_weights_and_bad_upload(shipped_app, browser, tmp_path):
+    from playwright.sync_api import expect
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1150})
-        page.goto(shipped_app.url)
+    page = browser.new_page(viewport={"width": 1500, "height": 1150})
+    page.goto(shipped_app.url)
 
-        # the examples list the held-out subject's volumes, never the mask
-        examples = page.locator("#volume-examples")
-        expect(examples).to_contain_text("icbm152_t1_1mm.nii.gz", timeout=30_000)
-        expect(examples).not_to_contain_text("brainmask")
-        examples.get_by_text("icbm152_t1_1mm.nii.gz").click()
-        expect(page.locator("#volume-upload")).to_contain_text("icbm152_t1_1mm", timeout=60_000)
-        page.locator("#scale").get_by_text("8", exact=True).click()
-        page.locator("#run").click()
-        # the four panels, or (failing fast) an error message
-        done = page.locator("#panel-error img").or_(page.locator(".toast-body"))
-        expect(done.first).to_be_visible(timeout=600_000)
-        assert page.locator(".toast-body").count() == 0, page.locator(".toast-body").all_inner_texts() + [shipped_app.log()]
-        for panel in ("panel-lr", "panel-sr", "panel-hr", "panel-error"):
-            expect(page.locator(f"#{panel} img")).to_be_visible(timeout=30_000)
-        expect(page.locator("#case-info")).to_contain_text("×8", timeout=30_000)
-        expect(page.locator("#metrics")).to_contain_text("cubic")
-        # the shipped x8 model beats cubic interpolation on the held-out subject, as its card says
-        assert _metric(page, "TransMRSR") > _metric(page, "cubic")
-        expect(page.locator(".pending")).to_have_count(0, timeout=60_000)
-        page.wait_for_timeout(1000)
-        shot = tmp_path / "super-resolve.png"
-        page.screenshot(path=str(shot), full_page=True)
-        if os.environ.get("TRANSMRSR_UPDATE_SCREENSHOT"):
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            SCREENSHOT.write_bytes(shot.read_bytes())
+    # the examples list the held-out subject's volumes, never the mask
+    examples = page.locator("#volume-examples")
+    expect(examples).to_contain_text("icbm152_t1_1mm.nii.gz", timeout=30_000)
+    expect(examples).not_to_contain_text("brainmask")
+    examples.get_by_text("icbm152_t1_1mm.nii.gz").click()
+    expect(page.locator("#volume-upload")).to_contain_text("icbm152_t1_1mm", timeout=60_000)
+    page.locator("#scale").get_by_text("8", exact=True).click()
+    page.locator("#run").click()
+    # the four panels, or (failing fast) an error message
+    done = page.locator("#panel-error img").or_(page.locator(".toast-body"))
+    expect(done.first).to_be_visible(timeout=600_000)
+    assert page.locator(".toast-body").count() == 0, page.locator(".toast-body").all_inner_texts() + [shipped_app.log()]
+    for panel in ("panel-lr", "panel-sr", "panel-hr", "panel-error"):
+        expect(page.locator(f"#{panel} img")).to_be_visible(timeout=30_000)
+    expect(page.locator("#case-info")).to_contain_text("×8", timeout=30_000)
+    expect(page.locator("#metrics")).to_contain_text("cubic")
+    # the shipped x8 model beats cubic interpolation on the held-out subject, as its card says
+    assert _metric(page, "TransMRSR") > _metric(page, "cubic")
+    expect(page.locator(".pending")).to_have_count(0, timeout=60_000)
+    page.wait_for_timeout(1000)
+    shot = tmp_path / "super-resolve.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("TRANSMRSR_UPDATE_SCREENSHOT"):
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        SCREENSHOT.write_bytes(shot.read_bytes())
 
-        # the About tab shows the card of the weights in use
-        page.get_by_role("tab", name="About").click()
-        expect(page.locator("#model-card")).to_contain_text("held-out", timeout=30_000)
+    # the About tab shows the card of the weights in use
+    page.get_by_role("tab", name="About").click()
+    expect(page.locator("#model-card")).to_contain_text("held-out", timeout=30_000)
 
-        # a broken upload: one clear message in the page, no stack trace, and the last result is kept
-        page.get_by_role("tab", name="Super-resolve").click()
-        bad = tmp_path / "scan.nii.gz"
-        bad.write_bytes(b"not a NIfTI file at all")
-        page.locator("#volume-upload").get_by_role("button", name="Clear").click()
-        page.locator("#volume-upload input[type=file]").set_input_files(str(bad))
-        page.locator("#run").click()
-        toast = page.locator(".toast-body")
-        expect(toast.first).to_contain_text("scan.nii.gz", timeout=60_000)
-        expect(toast.first).to_contain_text(re.compile("NIfTI"))
-        assert "Traceback" not in page.content()
-        expect(page.locator("#panel-sr img")).to_be_visible()
-        browser.close()
+    # a broken upload: one clear message in the page, no stack trace, and the last result is kept
+    page.get_by_role("tab", name="Super-resolve").click()
+    bad = tmp_path / "scan.nii.gz"
+    bad.write_bytes(b"not a NIfTI file at all")
+    page.locator("#volume-upload").get_by_role("button", name="Clear").click()
+    page.locator("#volume-upload input[type=file]").set_input_files(str(bad))
+    page.locator("#run").click()
+    toast = page.locator(".toast-body")
+    expect(toast.first).to_contain_text("scan.nii.gz", timeout=60_000)
+    expect(toast.first).to_contain_text(re.compile("NIfTI"))
+    assert "Traceback" not in page.content()
+    expect(page.locator("#panel-sr img")).to_be_visible()
+    page.close()

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 
-from apphelpers import CHROMIUM, CHROMIUM_ARGS, App, app_env
+from apphelpers import App, app_env
 from test_jobs import write_subjects
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,14 +53,7 @@ def server(tiny_dir, runs, tmp_path_factory):
                 pass
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def test_train_tab_start_status_log_stop(server, browser, data_dir, runs, tiny_dir):
