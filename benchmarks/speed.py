@@ -74,7 +74,6 @@ PRESET_ORDER = ("tiny", "small", "paper")
 MODES_CUDA = ("fp32", "bf16", "compile")
 MODE_LABEL = {"fp32": "fp32", "bf16": "bf16 autocast", "compile": "bf16 autocast + torch.compile"}
 CHECK_PHI = 0.9  # the authors' fixed truncation level
-VOLUME_SHAPE = (182, 218, 181)
 
 
 # ---------------------------------------------------------------------------------- environment
@@ -607,25 +606,13 @@ def perturb_(model: nn.Module, seed: int = 0, std: float = 0.02) -> None:
 
 
 # ---------------------------------------------------------------------------------- whole volume
-def paper_grid_t1():
-    """The nilearn ICBM152 2009a T1, centre-cropped to the paper's 182x218x181 grid."""
-    import importlib.resources
-
-    import numpy as np
-
-    from transmrsr.data import load_volume
-
-    path = importlib.resources.files("nilearn.datasets") / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
-    data = load_volume(str(path)).data
-    starts = [(s - t) // 2 for s, t in zip(data.shape, VOLUME_SHAPE)]
-    return np.ascontiguousarray(data[tuple(slice(a, a + t) for a, t in zip(starts, VOLUME_SHAPE))])
-
-
 def volume_seconds(preset: str, device: str, scale: int, batch_size: int, rss_resettable: bool) -> dict:
     from transmrsr.data import simulate_thick
     from transmrsr.inference import super_resolve
 
-    hr = paper_grid_t1()
+    from transmrsr.data.packaged import held_out_t1
+
+    hr, _, _ = held_out_t1()  # the ICBM152 T1 on the paper's 182x218x181 grid
     lr = simulate_thick(hr, 2, scale)
     torch.manual_seed(0)
     model = TransMRSR(TransMRSRConfig.from_preset(preset)).eval()

@@ -11,26 +11,15 @@ peak resident memory.
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import resource
 import time
 
-import numpy as np
 import torch
 
 from transmrsr import TransMRSR, TransMRSRConfig
-from transmrsr.data import load_volume, simulate_thick
+from transmrsr.data import simulate_thick
+from transmrsr.data.packaged import held_out_t1
 from transmrsr.inference import super_resolve
-
-SHAPE = (182, 218, 181)
-
-
-def paper_grid_t1() -> np.ndarray:
-    path = importlib.resources.files("nilearn.datasets") / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
-    data = load_volume(str(path)).data
-    starts = [(s - t) // 2 for s, t in zip(data.shape, SHAPE)]
-    return np.ascontiguousarray(data[tuple(slice(a, a + t) for a, t in zip(starts, SHAPE))])
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,7 +30,7 @@ def main() -> None:
     ap.add_argument("--fusion", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    hr = paper_grid_t1()
+    hr, _, _ = held_out_t1()  # the ICBM152 T1 on the paper's 182x218x181 grid
     lr = simulate_thick(hr, 2, args.scale)
     model = TransMRSR(TransMRSRConfig.from_preset(args.preset)).eval()
     t0 = time.perf_counter()

@@ -137,11 +137,10 @@ def _canonical(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Load, reorient to RAS+ and return ``(float32 data, affine)``."""
     import nibabel as nib
 
-    img = nib.as_closest_canonical(nib.load(str(path)))
-    data = np.asarray(img.dataobj, dtype=np.float32)
+    data, affine = _canonical_img(nib.load(str(path)))
     if data.ndim != 3:
         raise VolumeError(f"{path}: expected a 3-D T1, got shape {data.shape}")
-    return data, img.affine
+    return data, affine
 
 
 def centre_crop(data: np.ndarray, affine: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -184,6 +183,7 @@ def test_brain_mask(name: str, affine: np.ndarray, shape: tuple[int, int, int]) 
 
 
 def _canonical_img(img) -> tuple[np.ndarray, np.ndarray]:
+    """A nibabel image reoriented to RAS+, as ``(float32 data, affine)``."""
     import nibabel as nib
 
     img = nib.as_closest_canonical(img)
