@@ -625,15 +625,17 @@ def test_window_attention_mask_cache():
     x = torch.randn(2, 64, 12)
     with torch.no_grad():
         y1 = attn(x)
-        mask_a = attn.attn_mask(torch.float32)
-        mask_b = attn.attn_mask(torch.float32)
+        mask_a = attn.attn_bias(torch.float32)
+        mask_b = attn.attn_bias(torch.float32)
         assert mask_a is mask_b  # cached while gradients are off
-        assert mask_a.shape == (1, 4 * 2, 16, 16)
+        # the bias is shared by all windows; only the 3 border windows of a 2x2 grid carry a mask
+        assert mask_a[0].shape == (1, 2, 16, 16) and mask_a[1].shape == (1, 3, 2, 16, 16)
+        assert attn.n_mixed == 3 and torch.isinf(mask_a[1]).any() and not torch.isinf(mask_a[0]).any()
         y1_again = attn(x)
     assert torch.equal(y1, y1_again)
     # with gradients on, the mask is rebuilt (so that it carries the bias table's gradient)
-    mask_grad = attn.attn_mask(torch.float32)
-    assert mask_grad is not mask_a and mask_grad.requires_grad
+    mask_grad = attn.attn_bias(torch.float32)
+    assert mask_grad is not mask_a and mask_grad[0].requires_grad and mask_grad[1].requires_grad
     attn(x).pow(2).sum().backward()
     assert attn.bias_table.grad is not None and attn.bias_table.grad.abs().sum() > 0
 
@@ -645,7 +647,7 @@ def test_window_attention_mask_cache():
     assert (y2 - y1).abs().max() > 1e-3
     torch.testing.assert_close(y2, expected2, rtol=0, atol=1e-5)
     with torch.no_grad():
-        assert attn.attn_mask(torch.float32) is not mask_a
+        assert attn.attn_bias(torch.float32) is not mask_a
 
     # a mask cached under inference mode does not break later no_grad / autograd use
     with torch.inference_mode():

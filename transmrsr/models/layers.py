@@ -8,6 +8,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# oneDNN's linear with fused bias and activation (the kernel torch.compile uses on CPU). It has
+# no autograd formula, so it only serves inference; ``FUSED_CPU_LINEAR = False`` turns it off.
+_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+FUSED_CPU_LINEAR = True
+
+
+def linear(x: torch.Tensor, layer: nn.Linear, activation: str = "none") -> torch.Tensor:
+    """``layer(x)``, followed by exact (erf) GELU when ``activation == "gelu"``. ``(..., C_in) -> (..., C_out)``.
+
+    On CPU in float32 with gradients off this is one oneDNN call with the bias and the GELU in
+    the kernel's epilogue: the output is written once instead of three times (bias broadcast,
+    GEMM, GELU), about 1.5-2x faster for the wide-and-shallow token GEMMs of the full-resolution
+    layers. The values equal ``F.gelu(F.linear(x, W, b))`` up to float rounding.
+    """
+    if activation not in ("none", "gelu"):
+        raise ValueError(f"unknown activation {activation!r}")
+    w = layer.weight
+    if (
+        FUSED_CPU_LINEAR
+        and _ONEDNN_LINEAR is not None
+        and not torch.is_grad_enabled()
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and w.dtype == torch.float32
+        and not torch.compiler.is_compiling()
+    ):
+        return _ONEDNN_LINEAR(x, w, layer.bias, activation, [], "none" if activation == "gelu" else "")
+    y = F.linear(x, w, layer.bias)
+    return F.gelu(y) if activation == "gelu" else y
+
 
 class EqualLinear(nn.Module):
     """Linear layer with equalised learning rate (StyleGAN2).
@@ -113,7 +143,9 @@ class ConvStack(nn.Module):
         self.blocks = nn.Sequential(*[ResidualBlock(out_ch) for _ in range(blocks)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(F.relu(self.conv(x)))
+        # channels-last from here on (a no-op when the input already is): the convolutions run
+        # without layout reorders and the token views ``(B, H, W, C)`` of the maps are free
+        return self.blocks(F.relu(self.conv(x)).contiguous(memory_format=torch.channels_last))
 
 
 class Mlp(nn.Module):
@@ -125,7 +157,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        return linear(linear(x, self.fc1, "gelu"), self.fc2)
 
 
 class DropPath(nn.Module):

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..config import TransMRSRConfig
 from ..hub import PretrainedMixin
-from .layers import EqualConv2d, EqualLinear, Mlp, PixelNorm, ScaledLeakyReLU, sinusoidal_grid
+from .layers import EqualConv2d, EqualLinear, Mlp, PixelNorm, ScaledLeakyReLU, linear, sinusoidal_grid
 from .swin import WindowAttention
 from .truncation import LatentTruncation
 
@@ -86,9 +86,11 @@ class BilinearUpsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, length, c = x.shape
         side = math.isqrt(length)
-        x = x.transpose(1, 2).reshape(b, c, side, side)
+        # a channels-last (B, C, H, W) view of the tokens: interpolate keeps that layout, so the
+        # tokens of the result are a view too (no transposing copies around the upsampling)
+        x = x.reshape(b, side, side, c).permute(0, 3, 1, 2)
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        x = self.reduction(self.norm(x.flatten(2).transpose(1, 2)))
+        x = linear(self.norm(x.permute(0, 2, 3, 1).reshape(b, 4 * length, c)), self.reduction)
         return torch.addcmul(x, self.pos.to(x.dtype).flatten(1, 2), self.alpha.to(x.dtype))
 
 

@@ -2,8 +2,9 @@
 
 Feature maps inside the transformer parts are channels-last, ``(B, H, W, C)``; the
 convolutional parts use ``(B, C, H, W)``. Attention runs through
-``torch.nn.functional.scaled_dot_product_attention`` with the relative-position bias and the
-shifted-window mask folded into one additive mask, which is cached while gradients are off.
+``torch.nn.functional.scaled_dot_product_attention`` with the relative-position bias broadcast
+over windows (and the shifted-window mask only on the border windows that need it), cached
+while gradients are off.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import DropPath, Mlp
+from .layers import DropPath, Mlp, linear
 
 
 def relative_position_index(window: int) -> torch.Tensor:
@@ -23,23 +24,36 @@ def relative_position_index(window: int) -> torch.Tensor:
     return rel[0] * (2 * window - 1) + rel[1]
 
 
+def _mixed_windows(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+    """Bool ``(nh*nw,)``: which windows of the map rolled by ``-shift`` hold tokens from more
+    than one region (the last row and column of windows); only these need the shift mask."""
+    nh, nw = height // window, width // window
+    mixed = torch.zeros(nh, nw, dtype=torch.bool)
+    if shift:
+        mixed[-1, :] = True
+        mixed[:, -1] = True
+    return mixed.reshape(-1)
+
+
 def window_order(height: int, width: int, window: int, shift: int) -> torch.Tensor:
     """Token permutation ``(H*W,)`` that lists a map window by window, after a cyclic shift.
 
-    Position ``i = n * nW + w`` holds the token at in-window offset ``n`` of window ``w`` of the
-    map rolled by ``-shift``. With this order, ``qkv`` of layout ``(B, N, nW, heads, 3, d)``
-    views as ``(B, nW*heads, N, d)`` for attention without a copy, and the shift costs nothing.
+    Position ``i = w * N + n`` holds the token at in-window offset ``n`` of window ``w`` of the
+    map rolled by ``-shift``: the shift and the window partition are one gather. Windows that
+    need the shift mask (:func:`_mixed_windows`) come last.
     """
-    nh, nw = height // window, width // window
+    nw = width // window
     n_y, n_x = torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
-    w_y, w_x = torch.meshgrid(torch.arange(nh), torch.arange(nw), indexing="ij")
-    rows = (w_y.reshape(1, -1) * window + n_y.reshape(-1, 1) + shift) % height  # (N, nW)
-    cols = (w_x.reshape(1, -1) * window + n_x.reshape(-1, 1) + shift) % width
+    windows = torch.argsort(_mixed_windows(height, width, window, shift).to(torch.int8), stable=True)
+    w_y, w_x = windows // nw, windows % nw
+    rows = (w_y.reshape(-1, 1) * window + n_y.reshape(1, -1) + shift) % height  # (nW, N)
+    cols = (w_x.reshape(-1, 1) * window + n_x.reshape(1, -1) + shift) % width
     return (rows * width + cols).reshape(-1)
 
 
 def shifted_window_mask(height: int, width: int, window: int, shift: int) -> torch.Tensor:
-    """Additive mask ``(nW, N, N)`` for attention on a map rolled by ``-shift``.
+    """Additive mask ``(nW, N, N)`` for attention on a map rolled by ``-shift``, windows in
+    raster order.
 
     Tokens that wrapped around from the opposite border must not attend to their new
     neighbours: pairs from different regions get ``-inf``, others 0.
@@ -73,9 +87,12 @@ class WindowAttention(nn.Module):
     ``forward(x (B, H*W, dim))`` returns the projected attention output ``(B, H*W, dim)``;
     ``forward(x, residual)`` returns ``residual + output``.
     Tokens are gathered once into window order (:func:`window_order`), so neither the roll
-    nor the window partition is a separate copy; the relative-position bias and the shift mask
-    are one additive 4-D mask, cached while gradients are off, so that
-    ``scaled_dot_product_attention`` can take its fused (flash) path on CPU and GPU.
+    nor the window partition is a separate copy. The relative-position bias is one
+    ``(1, heads, N, N)`` tensor broadcast over windows; only the border windows of a shifted
+    layer are run again with their own ``(1, n_mixed, heads, N, N)`` bias + mask. Both feed
+    ``scaled_dot_product_attention`` (its fused path on CPU and GPU) and are cached while
+    gradients are off. A per-window 4-D mask would cost ``nW`` times the memory (270 MB for
+    one 256² layer of the ``paper`` preset) and time to read.
     """
 
     def __init__(
@@ -98,49 +115,65 @@ class WindowAttention(nn.Module):
         order = window_order(resolution, resolution, window, shift)
         self.register_buffer("order", order, persistent=False)
         self.register_buffer("inverse_order", torch.argsort(order), persistent=False)
-        mask = shifted_window_mask(resolution, resolution, window, shift) if shift else None
-        self.register_buffer("shift_mask", mask, persistent=False)
+        mixed = _mixed_windows(resolution, resolution, window, shift)
+        self.n_mixed = int(mixed.sum())
+        mask = shifted_window_mask(resolution, resolution, window, shift)[mixed][None, :, None] if shift else None
+        self.register_buffer("shift_mask", mask, persistent=False)  # (1, n_mixed, 1, N, N)
         self._cache: tuple | None = None
 
-    def attn_mask(self, dtype: torch.dtype) -> torch.Tensor:
-        """Bias (+ shift mask) for every (window, head): ``(1, nW*heads, N, N)``.
+    def attn_bias(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(bias (1, heads, N, N), mixed (1, n_mixed, heads, N, N) or None)``: the relative-position
+        bias for every window, and bias + shift mask for the windows that need the mask.
 
-        On CPU with gradients off the mask is cached, keyed on a copy of the (small) bias table
+        On CPU with gradients off both are cached, keyed on a copy of the (small) bias table
         compared by value, so in-place updates of any kind (optimiser, EMA through ``.data``,
-        ``load_state_dict``) are always seen. On GPU it is rebuilt each call (cheap there, and a
+        ``load_state_dict``) are always seen. On GPU they are rebuilt each call (small, and a
         value comparison would synchronise the device).
         """
         table = self.bias_table
         cacheable = not torch.is_grad_enabled() and table.device.type == "cpu"
         if cacheable and self._cache is not None:
-            cached_table, cached_dtype, cached_mask = self._cache
+            cached_table, cached_dtype, cached = self._cache
             if cached_dtype == dtype and torch.equal(cached_table, table):
-                return cached_mask
+                return cached
         n = self.window * self.window
-        n_windows = (self.resolution // self.window) ** 2
-        bias = table[self.rel_index.reshape(-1)].view(n, n, self.heads).permute(2, 0, 1)
-        if self.shift_mask is not None:
-            bias = bias[None] + self.shift_mask[:, None]
-        else:
-            bias = bias[None].expand(n_windows, -1, -1, -1)
-        bias = bias.reshape(1, n_windows * self.heads, n, n).to(dtype).contiguous()
+        # (1, heads, N, N): a 3-D mask would send the CPU kernel down its slow math path
+        bias = table[self.rel_index.reshape(-1)].view(n, n, self.heads).permute(2, 0, 1)[None].to(dtype).contiguous()
+        mixed = (bias + self.shift_mask.to(dtype)) if self.shift_mask is not None else None
         if cacheable:
-            self._cache = (table.detach().clone(), dtype, bias)
-        return bias
+            self._cache = (table.detach().clone(), dtype, (bias, mixed))
+        return bias, mixed
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         b, length, _ = x.shape
         n = self.window * self.window
         n_windows = length // n
         heads, d = self.heads, self.attn_dim // self.heads
-        qkv = self.qkv(x.index_select(1, self.order)).view(b, n, n_windows, heads, 3, d)
-        # one copy into (3, B, nW*heads, N, d): the fused kernels run much faster on contiguous input
-        q, k, v = qkv.permute(4, 0, 2, 3, 1, 5).reshape(3, b, n_windows * heads, n, d)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attn_mask(q.dtype))
-        out = out.view(b, n_windows, heads, n, d).permute(0, 3, 1, 2, 4).reshape(b, length, self.attn_dim)
+        # q, k, v: strided (B*nW, heads, N, d) views of one qkv buffer (channels (heads, 3, d));
+        # the fused kernel takes strides, so there is no copy
+        qkv = linear(x.index_select(1, self.order), self.qkv).view(b * n_windows, n, heads, 3, d)
+        q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)
+        bias, mixed = self.attn_bias(q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B*nW, heads, N, d)
+        if self.n_mixed:
+            # the last n_mixed windows of each slice again, with the shift mask (about 2/sqrt(nW)
+            # of the work): cheaper than a per-window mask over all of them
+            m, plain = self.n_mixed, n_windows - self.n_mixed
+
+            def border(t: torch.Tensor) -> torch.Tensor:
+                return t.unflatten(0, (b, n_windows))[:, plain:].reshape(b * m, heads, n, d)
+
+            mask = mixed.expand(b, m, heads, n, n).reshape(b * m, heads, n, n)  # a view when B = 1
+            o_m = F.scaled_dot_product_attention(border(q), border(k), border(v), attn_mask=mask)
+            out = out.view(b, n_windows, heads, n, d)
+            if torch.is_grad_enabled():
+                out = torch.cat([out[:, :plain], o_m.view(b, m, heads, n, d)], dim=1)
+            else:
+                out[:, plain:] = o_m.view(b, m, heads, n, d)
+        out = out.view(b, n_windows, heads, n, d).transpose(2, 3).reshape(b, length, self.attn_dim)
         # project while still in window order, then one gather back (index_select is far
         # cheaper than a scatter such as index_add on CPU)
-        out = self.proj(out).index_select(1, self.inverse_order)
+        out = linear(out, self.proj).index_select(1, self.inverse_order)
         return out if residual is None else residual + out
 
     def extra_repr(self) -> str:
@@ -179,7 +212,7 @@ class PatchMerging(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
         x = x.view(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(b, h // 2, w // 2, 4 * c)
-        return self.reduction(self.norm(x))
+        return linear(self.norm(x), self.reduction)
 
 
 class EncoderLevel(nn.Module):

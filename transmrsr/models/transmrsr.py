@@ -67,8 +67,12 @@ class ChannelWiseScaleShift(nn.Module):
         self.shift = branch()
 
     def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = feat.permute(0, 3, 1, 2)
-        return self.scale(f).flatten(2).transpose(1, 2), self.shift(f).flatten(2).transpose(1, 2)
+        f = feat.permute(0, 3, 1, 2)  # channels-last view: the conv outputs stay channels-last
+
+        def tokens(t: torch.Tensor) -> torch.Tensor:
+            return t.permute(0, 2, 3, 1).flatten(1, 2)  # (B, h*w, C), a view
+
+        return tokens(self.scale(f)), tokens(self.shift(f))
 
 
 class TransMRSR(nn.Module, PretrainedMixin):
@@ -117,14 +121,14 @@ class TransMRSR(nn.Module, PretrainedMixin):
         return self.truncation(latents, self.config.phi if phi is None else phi)
 
     def decode(self, latents: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
-        """StyleSwin decoder with CWSS; returns ``F_d1 (B, C_s, S, S)``."""
+        """StyleSwin decoder with CWSS; returns ``F_d1 (B, C_s, S, S)`` (channels-last memory)."""
         modulations = None
         if self.cwss is not None:
             n_mod = len(self.cwss)
             modulations = [cwss(feats[n_mod - 1 - l]) for l, cwss in enumerate(self.cwss)] + [None]
         out = self.decoder(latents, modulations)[-1]  # (B, S*S, C)
         s = self.config.img_size
-        return out.transpose(1, 2).reshape(out.shape[0], -1, s, s)
+        return out.reshape(out.shape[0], s, s, -1).permute(0, 3, 1, 2)  # channels-last view
 
     def forward(self, x: torch.Tensor, phi: float | torch.Tensor | None = None) -> torch.Tensor:
         """Super-resolve interpolated LR slices.
