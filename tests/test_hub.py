@@ -210,8 +210,20 @@ def test_failed_save_keeps_the_previous_weights(tiny_model, saved, monkeypatch):
 def test_cli_info_on_folder_and_bad_folder(saved, tmp_path, capsys):
     assert cli_main(["info", "--model", str(saved), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["preset"] == "tiny" and info["centroids_fitted"] is True
+    assert info["architecture"] == "TransMRSR" and info["preset"] == "tiny" and info["centroids_fitted"] is True
     (saved / "config.json").unlink()
     assert cli_main(["info", "--model", str(saved)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "config.json: missing" in err
+
+
+def test_cli_info_on_an_edsr_folder(tmp_path, capsys):
+    from transmrsr.models import EDSR, EDSRConfig
+
+    folder = tmp_path / "edsr"
+    model = EDSR(EDSRConfig.from_preset("tiny"))
+    model.save_pretrained(folder)
+    assert cli_main(["info", "--model", str(folder), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["architecture"] == "EDSR" and info["parameters"] == model.num_parameters()
+    assert (info["channels"], info["num_blocks"]) == (model.config.channels, model.config.num_blocks)

@@ -30,30 +30,41 @@ from . import __version__
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from .config import TransMRSRConfig
-    from .models import TransMRSR
+    from .models import EDSR, TransMRSR, load_sr_model
 
     if args.model:
-        model = TransMRSR.from_pretrained(args.model, revision=args.revision)
+        model = load_sr_model(args.model, revision=args.revision)
         source = args.model
     else:
         model = TransMRSR(TransMRSRConfig.from_preset(args.preset))
         source = f"preset {args.preset}"
     cfg = model.config
-    info = {
-        "source": source,
-        "preset": cfg.preset,
-        "img_size": cfg.img_size,
-        "parameters": model.num_parameters(),
-        "num_latents": cfg.num_latents,
-        "centroids_fitted": model.truncation.is_fitted,
-        "phi": cfg.phi,
-        "ablations": {
-            "generative_prior": cfg.use_generative_prior,
-            "sdt": cfg.use_sdt,
-            "mref_cwss": cfg.use_cwss,
-            "skip_connection": cfg.use_skip,
-        },
-    }
+    if isinstance(model, EDSR):  # the CNN baseline (train-sr --arch edsr): no prior, no truncation
+        info = {
+            "source": source,
+            "architecture": "EDSR",
+            "img_size": cfg.img_size,
+            "parameters": model.num_parameters(),
+            "channels": cfg.channels,
+            "num_blocks": cfg.num_blocks,
+        }
+    else:
+        info = {
+            "source": source,
+            "architecture": "TransMRSR",
+            "preset": cfg.preset,
+            "img_size": cfg.img_size,
+            "parameters": model.num_parameters(),
+            "num_latents": cfg.num_latents,
+            "centroids_fitted": model.truncation.is_fitted,
+            "phi": cfg.phi,
+            "ablations": {
+                "generative_prior": cfg.use_generative_prior,
+                "sdt": cfg.use_sdt,
+                "mref_cwss": cfg.use_cwss,
+                "skip_connection": cfg.use_skip,
+            },
+        }
     if args.json:
         print(json.dumps(info, indent=2))
     else:
