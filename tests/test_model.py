@@ -681,3 +681,27 @@ def test_window_attention_mask_cache_sees_data_writes_deepcopy_and_assign_loads(
         state["bias_table"] = torch.randn_like(state["bias_table"])
         attn.load_state_dict(state, assign=True)
         torch.testing.assert_close(attn(x), reference_window_attention(attn, x), rtol=0, atol=1e-5)
+
+
+def test_fused_cpu_linear_and_chunked_mlp_match_the_plain_ops(monkeypatch):
+    """The CPU inference fast paths (oneDNN linear with fused GELU, the MLP over token chunks
+    with the residual added in place) give the values of the plain autograd ops."""
+    from transmrsr.models import layers
+
+    torch.manual_seed(0)
+    mlp = layers.Mlp(12, 40)
+    monkeypatch.setattr(layers.Mlp, "CPU_CHUNK", 32)  # 2 x 3 x 50 = 300 tokens: 10 chunks, the last partial
+    x, res = torch.randn(2, 3, 50, 12), torch.randn(2, 3, 50, 12)
+    expected = res + mlp.fc2(F.gelu(mlp.fc1(x)))
+    with torch.inference_mode():
+        got = mlp(x, residual=res)
+        got_plain = mlp(x)
+        fused = layers.linear(x, mlp.fc1, "gelu")
+    torch.testing.assert_close(got, expected.detach(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(got_plain, (expected - res).detach(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(fused, F.gelu(mlp.fc1(x)).detach(), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="activation"):
+        layers.linear(x, mlp.fc1, "relu")
+    # with gradients on, the plain ops run and gradients flow
+    mlp(x, residual=res).sum().backward()
+    assert mlp.fc1.weight.grad is not None and mlp.fc1.weight.grad.abs().sum() > 0

@@ -68,7 +68,7 @@ class StyleSwinBlock(nn.Module):
         """``x (B, H*W, C)``, ``style (B, D)`` -> ``(B, H*W, C)``."""
         y = self.norm1(x, style)
         x = self.attn[1](y, residual=self.attn[0](y, residual=x))
-        return x + self.mlp(self.norm2(x, style))
+        return self.mlp(self.norm2(x, style), residual=x)
 
 
 class BilinearUpsample(nn.Module):

@@ -196,9 +196,9 @@ class SwinLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.drop_path.p and self.training:
             x = x + self.drop_path(self.attn(self.norm1(x)))
-        else:
-            x = self.attn(self.norm1(x), residual=x)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+            return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = self.attn(self.norm1(x), residual=x)
+        return self.mlp(self.norm2(x), residual=x)
 
 
 class PatchMerging(nn.Module):
