@@ -131,7 +131,7 @@ class WindowAttention(nn.Module):
         value comparison would synchronise the device).
         """
         table = self.bias_table
-        cacheable = not torch.is_grad_enabled() and table.device.type == "cpu"
+        cacheable = not torch.is_grad_enabled() and table.device.type == "cpu" and not torch.compiler.is_compiling()
         if cacheable and self._cache is not None:
             cached_table, cached_dtype, cached = self._cache
             if cached_dtype == dtype and torch.equal(cached_table, table):
