@@ -44,15 +44,30 @@ def test_prepare_packaged_splits_and_reorients(tmp_path, monkeypatch):
     nib.save(nib.Nifti1Image(lia, lia_affine), src_lia)
     real_fetch = packaged.fetch
 
-    def fake_fetch(src, cache):
-        return real_fetch(src, cache) if src.name == "icbm152-2009a" else src_lia
+    src_mask = tmp_path / "mask.nii.gz"  # a brain mask on the LIA grid, as the MNI152NLin6Asym one ships
+    lia_mask = np.zeros_like(lia)
+    lia_mask[8:12, 8:16, 6:18] = 1
+    nib.save(nib.Nifti1Image(lia_mask, lia_affine), src_mask)
+
+    def fake_fetch(src, cache, member=None):
+        if src.name == "icbm152-2009a":
+            return real_fetch(src, cache, member)
+        return src_mask if member is not None else src_lia
 
     monkeypatch.setattr(packaged, "fetch", fake_fetch)
     out = tmp_path / "prepared"
     assert main(["prepare-packaged", "--out", str(out)]) == 0
     manifest = json.loads((out / "sources.json").read_text())
     roles = {v["name"]: v["role"] for v in manifest["volumes"]}
-    assert roles == {"pycortex-S1": "train", "mni152nlin6asym": "train", "icbm152-2009a": "test"}
+    assert roles == {"pycortex-S1": "train", "mni152nlin6asym": "train", "mni152nlin6asym-brain": "train",
+                     "icbm152-2009a": "test"}
+    # the skull-stripped copy: the T1 inside its mask, zero outside, on the same RAS grid
+    full = nib.load(out / "train" / "mni152nlin6asym.nii.gz")
+    brain = nib.load(out / "train" / "mni152nlin6asym-brain.nii.gz")
+    assert np.allclose(brain.affine, full.affine) and brain.shape == full.shape
+    b, f = brain.get_fdata(), full.get_fdata()
+    inside = b != 0
+    assert inside.sum() > 0 and np.array_equal(b[inside], f[inside]) and (f[~inside] != 0).sum() > 0
     s1 = nib.load(out / "train" / "pycortex-S1.nii.gz")
     assert nib.aff2axcodes(s1.affine) == ("R", "A", "S") and s1.shape == (20, 22, 24)
     # same world position, same value

@@ -334,6 +334,23 @@ def test_build_sr_model_takes_the_prior(gan_dir):
     assert not loaded and not bare.truncation.is_fitted
 
 
+def test_train_sr_init_fine_tunes_a_saved_model(sr_run, data_dir, tmp_path, capsys):
+    """``--init`` starts from every weight of a saved SR model (centroids included); a model of
+    another architecture or size is refused with a message naming what differs."""
+    start = TransMRSR.from_pretrained(sr_run)
+    model, loaded = build_sr_model(SRTrainConfig(preset="tiny", init=str(sr_run)))
+    assert loaded
+    assert_identical(dict(model.state_dict()), dict(start.state_dict()), "init vs saved")
+    # one step at learning rate 0 leaves the saved weights as they were
+    out = tmp_path / "ft"
+    assert cli(*sr_args(data_dir, "", out, 1, "--init", sr_run, "--lr", 0, "--no-perceptual")) == 0
+    assert_identical(dict(TransMRSR.from_pretrained(out).state_dict()), dict(start.state_dict()), "fine-tuned at lr 0")
+    with pytest.raises(ValueError, match="holds a TransMRSR, but this run trains a EDSR"):
+        build_sr_model(SRTrainConfig(preset="tiny", init=str(sr_run), arch="edsr"))
+    with pytest.raises(ValueError, match="use_skip"):
+        build_sr_model(SRTrainConfig(preset="tiny", init=str(sr_run), ablation="no-sc"))
+
+
 def test_stage2_outputs(sr_run, gan_dir):
     model = TransMRSR.from_pretrained(sr_run)
     assert model.config.preset == "tiny"

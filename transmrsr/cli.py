@@ -223,7 +223,7 @@ def _cmd_train_sr(args: argparse.Namespace) -> int:
     if args.no_perceptual:
         print("train-sr: perceptual terms off (--no-perceptual): the loss is L1 only; recorded in log.jsonl and the model card")
     opts = SRTrainConfig(
-        data=args.data, out=args.out, gan=args.gan or "", preset=args.preset, img_size=args.img_size, scale=args.scale, thick_axis=args.axis,
+        data=args.data, out=args.out, gan=args.gan or "", init=args.init or "", preset=args.preset, img_size=args.img_size, scale=args.scale, thick_axis=args.axis,
         profile=args.profile, batch_size=args.batch_size, max_steps=args.max_steps, epochs=args.epochs, lr=args.lr,
         phi=args.phi, perceptual=not args.no_perceptual, vgg_weights=args.vgg_weights, resume=args.resume,
         ablation=args.ablation, seed=args.seed, checkpoint_every=args.checkpoint_every, augment=not args.no_augment,
@@ -320,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     tsr = sub.add_parser("train-sr", help="stage 2: fine-tune TransMRSR for super-resolution")
     train_common(tsr, None)
     tsr.add_argument("--gan", help="stage-1 output folder (the generative prior and its centroids)")
+    tsr.add_argument(
+        "--init", help="fine-tune this saved SR model (folder or Hub id; same preset, canvas and ablation) "
+        "instead of starting from the prior, e.g. checkpoints/transmrsr-small-t1-x4",
+    )
     tsr.add_argument("--scale", type=int, required=True, help="slice-thickness factor, e.g. 4 or 8")
     tsr.add_argument("--axis", type=int, default=2, help="thick axis used to simulate training pairs (default 2)")
     tsr.add_argument("--profile", default="box", choices=["box", "gaussian"])

@@ -374,6 +374,7 @@ class SRTrainConfig(TrainCommon):
     """Stage 2 (SR fine-tuning) — paper §3.5 / §4.3."""
 
     gan: str = ""
+    init: str = ""  # a saved SR model (folder or Hub id) to fine-tune instead of starting from the prior
     scale: int = 4
     thick_axis: int = 2
     profile: str = "box"

@@ -43,6 +43,9 @@ class PackagedT1:
         module: importable package whose installed copy can be used instead of downloading.
         licence: licence of the data, for the model card.
         description: what the volume is.
+        brain_mask: path of a brain mask for the volume in the same package, or None. A
+            training source with one is also written skull-stripped (``<name>-brain``), so the
+            networks see brains with and without skull and scalp, as users' scans come.
     """
 
     name: str
@@ -51,6 +54,7 @@ class PackagedT1:
     module: str | None
     licence: str
     description: str
+    brain_mask: str | None = None
 
 
 SOURCES: tuple[PackagedT1, ...] = (
@@ -69,6 +73,7 @@ SOURCES: tuple[PackagedT1, ...] = (
         module="nimare",
         licence="FSL MNI152 template licence (free redistribution with notice)",
         description="FSL MNI152NLin6Asym T1 template (average of 152 adults), 1 mm, 182x218x182",
+        brain_mask="nimare/resources/templates/tpl-MNI152NLin6Asym_res-01_desc-brain_mask.nii.gz",
     ),
     PackagedT1(
         name="icbm152-2009a",
@@ -83,22 +88,25 @@ SOURCES: tuple[PackagedT1, ...] = (
 DEFAULT_TEST = "icbm152-2009a"
 
 
-def _installed_member(src: PackagedT1) -> Path | None:
-    """The file inside an installed copy of ``src.module``, if that package is installed."""
+def _installed_member(src: PackagedT1, member: str | None = None) -> Path | None:
+    """The file ``member`` (default ``src.member``) inside an installed copy of ``src.module``,
+    if that package is installed."""
     if src.module is None:
         return None
     try:
         root = importlib.resources.files(src.module)
     except ModuleNotFoundError:
         return None
-    rel = src.member.split("/", 1)[1]
+    rel = (member or src.member).split("/", 1)[1]
     path = Path(str(root)) / rel
     return path if path.is_file() else None
 
 
-def _download(src: PackagedT1, cache: Path) -> Path:
-    """``pip download`` the package (no dependencies) into ``cache`` and extract the member."""
-    target = cache / src.name / Path(src.member).name
+def _download(src: PackagedT1, cache: Path, member: str | None = None) -> Path:
+    """``pip download`` the package (no dependencies) into ``cache`` and extract ``member``
+    (default ``src.member``)."""
+    member_path = member or src.member
+    target = cache / src.name / Path(member_path).name
     if target.is_file():
         return target
     dl = cache / "downloads"
@@ -117,20 +125,21 @@ def _download(src: PackagedT1, cache: Path) -> Path:
     tmp = target.with_suffix(".part")
     if archive.suffix in (".whl", ".zip"):
         with zipfile.ZipFile(archive) as zf:
-            tmp.write_bytes(zf.read(src.member))
+            tmp.write_bytes(zf.read(member_path))
     else:
         with tarfile.open(archive) as tf:
-            member = tf.extractfile(src.member)
-            if member is None:
-                raise VolumeError(f"{archive.name} has no {src.member}")
-            tmp.write_bytes(member.read())
+            extracted = tf.extractfile(member_path)
+            if extracted is None:
+                raise VolumeError(f"{archive.name} has no {member_path}")
+            tmp.write_bytes(extracted.read())
     tmp.replace(target)
     return target
 
 
-def fetch(src: PackagedT1, cache: Path) -> Path:
-    """Path of the source NIfTI: the installed package's copy, else downloaded into ``cache``."""
-    return _installed_member(src) or _download(src, cache)
+def fetch(src: PackagedT1, cache: Path, member: str | None = None) -> Path:
+    """Path of the source NIfTI (or of another ``member`` of its package, e.g. its brain mask):
+    the installed package's copy, else downloaded into ``cache``."""
+    return _installed_member(src, member) or _download(src, cache, member)
 
 
 def _canonical(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -222,6 +231,17 @@ def prepare_packaged(
                 entry["brain_mask"] = str(mdest.relative_to(out))
         manifest["volumes"].append(entry)
         log(f"{role:5s} {src.name}: {data.shape} from {src.requirement}")
+        if role == "train" and src.brain_mask:
+            mask, mask_affine = _canonical(fetch(src, cache, src.brain_mask))
+            if mask.shape != data.shape or not np.allclose(mask_affine, affine, atol=1e-3):
+                raise VolumeError(f"{src.brain_mask} is not on the grid of {src.member}")
+            name = f"{src.name}-brain"
+            bdest = save_volume(out / "train" / f"{name}.nii.gz", data * (mask > 0.5), affine)
+            manifest["volumes"].append({
+                **entry, "name": name, "file": str(bdest.relative_to(out)), "brain_mask_member": src.brain_mask,
+                "description": src.description + ", skull-stripped with the package's brain mask",
+            })
+            log(f"train {name}: {data.shape}, skull-stripped with {Path(src.brain_mask).name}")
     (out / "sources.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

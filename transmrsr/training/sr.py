@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from ..config import SRTrainConfig
 from ..data.datasets import Augment, SRPairDataset, find_volumes, split_subjects
 from ..losses import PerceptualLoss, load_vgg19_features
-from ..models import EDSR, EDSRConfig, StyleSwinGenerator, TransMRSR
+from ..models import EDSR, EDSRConfig, StyleSwinGenerator, TransMRSR, load_sr_model
 from .common import (
     LOG_NAME,
     JsonlLogger,
@@ -44,10 +44,31 @@ logger = logging.getLogger(__name__)
 
 def build_sr_model(opts: SRTrainConfig) -> tuple[TransMRSR | EDSR, bool]:
     """The stage-2 model with the ablation switch applied, the prior loaded from ``opts.gan``;
-    with ``opts.arch == "edsr"`` the EDSR baseline of the preset, on the same canvas.
+    with ``opts.arch == "edsr"`` the EDSR baseline of the preset, on the same canvas; with
+    ``opts.init`` every weight (centroids included) from that saved SR model, which must have
+    the same architecture and sizes (fine-tuning, e.g. the bundled weights on new data).
 
     Returns ``(model, prior_loaded)``.
     """
+    model, loaded = _build_sr_model(opts)
+    if opts.init:
+        start = load_sr_model(opts.init)
+        if type(start) is not type(model):
+            raise ValueError(f"--init {opts.init}: holds a {type(start).__name__}, but this run trains a {type(model).__name__}")
+        ours, theirs = model.config.to_dict(), start.config.to_dict()
+        ours.pop("phi", None), theirs.pop("phi", None)  # phi is a run-time choice, not a size
+        diff = sorted(k for k in ours if ours.get(k) != theirs.get(k))
+        if diff:
+            raise ValueError(
+                f"--init {opts.init}: its {', '.join(diff)} differ from this run's model "
+                "(pass the same --preset, --img-size and ablation as it was trained with)"
+            )
+        model.load_state_dict(start.state_dict())
+        loaded = True
+    return model, loaded
+
+
+def _build_sr_model(opts: SRTrainConfig) -> tuple[TransMRSR | EDSR, bool]:
     if opts.arch not in SRTrainConfig.ARCHS:
         raise ValueError(f"unknown arch {opts.arch!r}; choose one of {list(SRTrainConfig.ARCHS)}")
     if opts.arch == "edsr":
