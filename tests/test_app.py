@@ -87,6 +87,13 @@ def test_thick_slice_upload_uses_its_header(tiny_dir, t1_crop, tmp_path, one_tor
 
 
 
+def _enter_number(page, elem_id: str, value: str) -> None:
+    """Type ``value`` into the number box of the Gradio component ``#elem_id`` and submit it."""
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(value)
+    box.press("Enter")
+
+
 def test_browser_upload_run_and_view(server, browser, t1_crop):
     """Debian's Chromium via Playwright: upload, run, see the four panels, move slice and φ."""
     from playwright.sync_api import expect
@@ -102,16 +109,12 @@ def test_browser_upload_run_and_view(server, browser, t1_crop):
     expect(page.locator("#slice-note")).to_contain_text("slice 28 of 56")
     sr_before = page.locator("#panel-sr img").get_attribute("src")
 
-    number = page.locator("#slice input[type=number]")
-    number.fill("10")
-    number.press("Enter")
+    _enter_number(page, "slice", "10")
     expect(page.locator("#slice-note")).to_contain_text("slice 10 of 56", timeout=60_000)
     expect(page.locator("#panel-sr img")).not_to_have_attribute("src", sr_before, timeout=60_000)
 
     sr_slice10 = page.locator("#panel-sr img").get_attribute("src")
-    phi = page.locator("#phi input[type=number]")
-    phi.fill("0")
-    phi.press("Enter")
+    _enter_number(page, "phi", "0")
     expect(page.locator("#slice-note")).to_contain_text("recomputed for this slice", timeout=60_000)
     expect(page.locator("#panel-sr img")).not_to_have_attribute("src", sr_slice10, timeout=60_000)
     page.close()

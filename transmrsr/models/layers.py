@@ -168,8 +168,11 @@ class Mlp(nn.Module):
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         if x.numel() > 2 * self.CPU_CHUNK * x.shape[-1] and _fused_cpu_inference(x, self.fc1.weight):
             return self._chunked(x, residual)
-        y = linear(linear(x, self.fc1, "gelu"), self.fc2)
+        y = self._mlp(x)
         return y if residual is None else residual + y
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(linear(x, self.fc1, "gelu"), self.fc2)
 
     def _chunked(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
         """The MLP over chunks of tokens, the residual added into one output buffer: the
@@ -180,7 +183,7 @@ class Mlp(nn.Module):
         out = torch.empty((rows.shape[0], self.fc2.out_features), dtype=x.dtype, device=x.device)
         for start in range(0, rows.shape[0], self.CPU_CHUNK):
             part = slice(start, start + self.CPU_CHUNK)
-            y = linear(linear(rows[part], self.fc1, "gelu"), self.fc2)
+            y = self._mlp(rows[part])
             if res is None:
                 out[part] = y
             else:

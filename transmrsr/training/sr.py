@@ -56,8 +56,8 @@ def build_sr_model(opts: SRTrainConfig) -> tuple[TransMRSR | EDSR, bool]:
         if type(start) is not type(model):
             raise ValueError(f"--init {opts.init}: holds a {type(start).__name__}, but this run trains a {type(model).__name__}")
         ours, theirs = model.config.to_dict(), start.config.to_dict()
-        ours.pop("phi", None), theirs.pop("phi", None)  # phi is a run-time choice, not a size
-        diff = sorted(k for k in ours if ours.get(k) != theirs.get(k))
+        # phi is a run-time choice, not a size
+        diff = sorted(k for k in ours if k != "phi" and ours[k] != theirs.get(k))
         if diff:
             raise ValueError(
                 f"--init {opts.init}: its {', '.join(diff)} differ from this run's model "
