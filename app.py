@@ -16,6 +16,7 @@ import gradio as gr
 
 from transmrsr import PretrainedLoadError, TransMRSR
 from transmrsr.data.io import VolumeError
+from transmrsr.inference import DEFAULT_FUSION
 from transmrsr.studio import Case, panels, phi_sweep, run_case
 
 REPO = Path(__file__).resolve().parent
@@ -95,7 +96,9 @@ def _view(case: Case | None, model_spec, plane, index, phi):
     if p["psnr_sr"] is not None:
         note += f" · slice PSNR: SR {p['psnr_sr']} dB, cubic {p['psnr_lr']} dB"
     if abs(float(phi) - case.phi) > 1e-6:
-        note += f" · φ {float(phi):.2f} recomputed for this slice" if plane_axis(plane) == case.slice_axis else (
+        note += (f" · φ {float(phi):.2f} recomputed for this slice"
+                 + (" (this plane's network alone; Run again for the fused volume)" if case.fusion else "")
+                 ) if plane_axis(plane) == case.slice_axis else (
             f" · this plane shows the volume at φ {case.phi:.2f} (φ is recomputed live on the plane the network runs on)")
     return p["lr"], p["sr"], p["hr"], p["error"], (p["lr"], p["sr"]), note
 
@@ -142,9 +145,9 @@ def on_sweep(case, model_spec, plane, index):
 @gpu
 def super_resolve_api(volume_file, scale: int = 4, phi: float = 0.9):
     """Named API endpoint ``/super_resolve``: (volume_file, scale, phi) -> (SR NIfTI, metrics)."""
-    case = _run(volume_file, "", int(scale), float(phi), False)
+    case = _run(volume_file, "", int(scale), float(phi), DEFAULT_FUSION)
     return str(case.sr_path), {
-        "axis": case.axis, "scale": case.factor, "shape": list(case.shape), "simulated_from_hr": case.simulated,
+        "axis": case.axis, "scale": case.factor, "fusion": case.fusion, "shape": list(case.shape), "simulated_from_hr": case.simulated,
         "metrics": case.metrics,
     }
 
@@ -621,7 +624,10 @@ def build_app() -> gr.Blocks:
                     )
                     scale = gr.Radio([4, 8], value=4, label="Scale (isotropic uploads)", elem_id="scale")
                     phi = gr.Slider(0.0, 1.0, value=0.9, step=0.05, label="φ (truncation; 1 = none)", elem_id="phi")
-                    fusion = gr.Checkbox(False, label="Orthogonal fusion (both planes that contain the thick axis)")
+                    fusion = gr.Checkbox(
+                        DEFAULT_FUSION, label="Orthogonal fusion (both planes that contain the thick axis)",
+                        info="better (about +0.2-0.3 dB on the bundled weights), about 1.7x the time", elem_id="fusion",
+                    )
                     run = gr.Button("Run", variant="primary", elem_id="run")
                     info = gr.Markdown(elem_id="case-info")
                     metrics = gr.Dataframe(

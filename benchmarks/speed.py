@@ -587,6 +587,58 @@ def time_model(model: nn.Module, impl: str, preset: str, size: int, devices: lis
     return rows
 
 
+@dataclass
+class Pair:
+    """Interleaved timing of the authors' net and ours on one device / dtype / batch."""
+
+    device: str
+    mode: str
+    batch: int
+    ms_theirs: float  # median ms per slice over the pairs
+    ms_ours: float
+    ratios: list[float]  # ours / theirs, one per pair
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+
+def time_pairs(theirs: nn.Module, ours: nn.Module, size: int, devices: list[str], batches: list[int],
+               pairs: int, progress: Callable[[str], None] = print) -> list[Pair]:
+    """Time both networks alternately, ``pairs`` times per setting, the first to run swapped each
+    pair, so that both see the same machine state (other load, thermal state, caches); the ratio
+    is the median of the per-pair ratios. One untimed pass of each first."""
+    out = []
+    for device in devices:
+        theirs.to(device)
+        ours.to(device)
+        for mode in modes_for(device):
+            run_t, run_o = _runner(theirs, device, mode), _runner(ours, device, mode)
+            for batch in batches:
+                x = torch.rand(batch, 1, size, size, device=device)
+                t_t, t_o = [], []
+                with torch.inference_mode():
+                    for fn in (run_t, run_o) * (2 if mode == "compile" else 1):
+                        fn(x)
+                        _sync(device)
+                    for i in range(pairs):
+                        order = ((run_t, t_t), (run_o, t_o)) if i % 2 == 0 else ((run_o, t_o), (run_t, t_t))
+                        for fn, acc in order:
+                            t0 = time.perf_counter()
+                            fn(x)
+                            _sync(device)
+                            acc.append((time.perf_counter() - t0) / batch * 1000.0)
+                pair = Pair(device, mode, batch, statistics.median(t_t), statistics.median(t_o),
+                            [o / t for o, t in zip(t_o, t_t)])
+                progress(f"  paired {device} {MODE_LABEL[mode]} batch {batch}: ours {pair.ms_ours:.1f} vs authors "
+                         f"{pair.ms_theirs:.1f} ms/slice, ours/authors {pair.ratio:.2f} "
+                         f"({min(pair.ratios):.2f}-{max(pair.ratios):.2f})")
+                out.append(pair)
+    theirs.to("cpu")
+    ours.to("cpu")
+    return out
+
+
 # ---------------------------------------------------------------------------------- identical outputs
 @dataclass
 class Check:
@@ -646,6 +698,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per row (median reported)")
     ap.add_argument("--paper-repeats", type=int, default=None,
                     help="timed runs for paper / authors rows (default: --repeats; --quick: 1)")
+    ap.add_argument("--pairs", type=int, default=None,
+                    help="interleaved ours/authors timings per paper setting; their medians replace the rows' "
+                         "times (default 7; --quick: 2; 0: rows timed one network after the other)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs before each row")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--devices", nargs="+", choices=("cpu", "cuda"), default=None,
@@ -672,6 +727,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.paper_batch = [1] if args.quick else list(args.batch)
     if args.paper_repeats is None:
         args.paper_repeats = 1 if args.quick else args.repeats
+    if args.pairs is None:
+        args.pairs = 2 if args.quick else 7
     if args.no_volume:
         args.volume_presets = []
     elif args.volume_presets is None:
@@ -721,6 +778,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # the authors' TGP7 and our paper preset: identical outputs, then speed
     check: Check | None = None
+    pairs: list[Pair] = []
     params: dict[str, float] = {}
     if authors_root is not None:
         cfg = config_for_authors(256)
@@ -758,8 +816,6 @@ def main(argv: list[str] | None = None) -> int:
             rows += time_model(grey, "authors", "paper", 256, args.devices, args.paper_batch, args.warmup,
                                args.paper_repeats, rss_resettable, warmed=warmed, progress=progress)
             state, tables = authors_to_ours(theirs, cfg)
-            del grey, theirs
-            gc.collect()
             progress(" our paper model with the authors' weights")
             torch.manual_seed(0)
             ours = TransMRSR(cfg).eval()
@@ -781,6 +837,11 @@ def main(argv: list[str] | None = None) -> int:
                 max_abs_residual=float((y_theirs - x).abs().max()),
                 batch=check_batch,
             )
+            if args.pairs > 0:
+                pairs = time_pairs(grey, ours, 256, args.devices, args.paper_batch, args.pairs, progress=progress)
+            # our rows' memory is read with the authors' net gone, as theirs was read without ours
+            del grey, theirs
+            gc.collect()
             rows += time_model(ours, "ours", "paper", 256, args.devices, args.paper_batch, args.warmup,
                                args.paper_repeats, rss_resettable, warmed=warmed, progress=progress)
             del ours
@@ -790,6 +851,11 @@ def main(argv: list[str] | None = None) -> int:
         return (args.devices.index(r.device), PRESET_ORDER.index(r.preset), modes_for(r.device).index(r.mode),
                 r.batch, r.impl != "ours")
 
+    paired = {(p.device, p.mode, p.batch): p for p in pairs}
+    for r in rows:
+        p = paired.get((r.device, r.mode, r.batch)) if r.preset == "paper" and r.ms is not None else None
+        if p is not None:
+            r.ms = p.ms_ours if r.impl == "ours" else p.ms_theirs
     authors_ms = {(r.device, r.mode, r.batch): r.ms for r in rows if r.impl == "authors"}
     mem_head = "peak RSS MB (CUDA: max allocated MB)" if "cuda" in args.devices else "peak RSS MB"
     print()
@@ -801,6 +867,10 @@ def main(argv: list[str] | None = None) -> int:
         if r.preset == "paper" and r.impl == "ours":
             ref = authors_ms.get((r.device, r.mode, r.batch))
             ratio = f"{r.ms / ref:.2f}" if r.ms is not None and ref else ""
+            p = paired.get((r.device, r.mode, r.batch))
+            if p is not None and r.ms is not None and ref:
+                ratio = (f"**{p.ratio:.2f}** ({min(p.ratios):.2f}–{max(p.ratios):.2f} over {len(p.ratios)} pairs; "
+                         f"{1 / p.ratio:.2f}× the throughput)")
         elif r.impl == "authors":
             ratio = "(reference)" if r.ms is not None else ""
         sps = None if r.ms is None else 1000.0 / r.ms
@@ -813,6 +883,11 @@ def main(argv: list[str] | None = None) -> int:
                  + (f" ({paper_reps})" if paper_reps else "")
                  + f" after {args.warmup} untimed warm-up pass(es), under torch.inference_mode(), random input, "
                  "random weights; ms per slice = batch time / batch. ours / authors < 1 means ours is faster.")
+    if pairs:
+        notes.append(f"Paper rows: ours and the authors' net timed alternately, {args.pairs} pairs per setting, which "
+                     "one runs first swapped each pair; the rows show each network's median over the pairs and the "
+                     "ratio column the median (range) of the per-pair ratios, so that load from other processes "
+                     "hits both alike.")
     if rss_resettable:
         notes.append("Peak RSS: the process's resident-memory high-water mark, reset before each row "
                      "(model already built): weights + activations + the Python/torch runtime.")

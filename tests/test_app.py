@@ -34,6 +34,7 @@ def test_super_resolve_endpoint_returns_nifti_on_the_hr_grid(server, t1_crop):
     assert sr.shape == hr.shape
     np.testing.assert_allclose(sr.affine, hr.affine, atol=1e-5)
     assert info["simulated_from_hr"] is True and info["axis"] == 2 and info["scale"] == 4
+    assert info["fusion"] is True  # the endpoint runs the default: both planes, averaged
     methods = [m["method"] for m in info["metrics"]]
     assert methods == ["TransMRSR", "cubic"]
     assert all(np.isfinite(m["PSNR (dB)"]) and 0 < m["SSIM"] <= 1 for m in info["metrics"])
@@ -54,8 +55,8 @@ def test_bad_upload_is_a_clear_error(server, tmp_path):
 
 def test_studio_panels_phi_and_sweep(tiny_dir, t1_crop, tmp_path, one_torch_thread):
     model = TransMRSR.from_pretrained(tiny_dir)
-    case = run_case(t1_crop, model, tmp_path, scale=4, phi=0.5)
-    assert case.sr_path.is_file() and case.slice_axis == 1 and case.hr is not None
+    case = run_case(t1_crop, model, tmp_path / "one", scale=4, phi=0.5, fusion=False)
+    assert case.sr_path.is_file() and case.slice_axis == 1 and case.hr is not None and not case.fusion
     p = panels(case, model, "coronal", 20)
     assert p["lr"].shape == p["sr"].shape == p["hr"].shape and p["lr"].ndim == 3
     assert p["error"].ndim == 3 and p["psnr_sr"] is not None
@@ -69,6 +70,12 @@ def test_studio_panels_phi_and_sweep(tiny_dir, t1_crop, tmp_path, one_torch_thre
     assert np.array_equal(gallery[2][0], same)  # the sweep's φ = 0.5 is the volume's slice
     with pytest.raises(ValueError, match="coronal"):
         phi_sweep(case, model, "axial", 20)
+    # the default run fuses both planes: its volume differs; φ previews and the sweep stay one-plane
+    fused = run_case(t1_crop, model, tmp_path / "fused", scale=4, phi=0.5)
+    assert fused.fusion and not np.array_equal(panels(fused, model, "coronal", 20)["sr"], same)
+    assert np.array_equal(panels(fused, model, "coronal", 20, phi=0.0)["sr"], other)
+    fused_gallery = phi_sweep(fused, model, "coronal", 20)
+    assert np.array_equal(fused_gallery[2][0], same) and "one plane" in fused_gallery[2][1]
 
 
 def test_thick_slice_upload_uses_its_header(tiny_dir, t1_crop, tmp_path, one_torch_thread):

@@ -464,14 +464,30 @@ def test_e2e_evaluate_needs_lr_or_scale(e2e):
 
 
 def test_e2e_sr_fusion_phi(e2e, tiny_dir):
+    """``sr`` fuses both planes by default; ``--no-fusion`` runs one, ``--phi`` changes the result."""
+    from transmrsr import TransMRSR
+    from transmrsr.data.io import load_volume
+    from transmrsr.inference import super_resolve
+
     root, crop, _, _ = e2e
-    out = root / "fusion" / "sr_fusion.nii.gz"
-    proc = run_cli("sr", root / "lr.nii.gz", out, "--model", tiny_dir, "--fusion", "--phi", "0.5", "--quiet")
-    assert proc.returncode == 0, proc.stderr
-    c, sr = nib.load(str(crop)), nib.load(str(out))
-    assert sr.shape == c.shape
-    assert np.allclose(sr.affine, c.affine, atol=1e-5)
-    fused = np.asarray(sr.dataobj)
-    plain = np.asarray(nib.load(str(root / "sr.nii.gz")).dataobj)
-    assert np.all(np.isfinite(fused)) and np.abs(fused - plain).max() > 1e-3
-    assert [p.name for p in out.parent.iterdir()] == ["sr_fusion.nii.gz"]
+    outs = {
+        "single": (root / "single" / "sr_single.nii.gz", ("--no-fusion",)),
+        "phi": (root / "fusion" / "sr_fusion.nii.gz", ("--fusion", "--phi", "0.5")),
+    }
+    for out, flags in outs.values():
+        proc = run_cli("sr", root / "lr.nii.gz", out, "--model", tiny_dir, *flags, "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        assert [p.name for p in out.parent.iterdir()] == [out.name]
+    c = nib.load(str(crop))
+    default = np.asarray(nib.load(str(root / "sr.nii.gz")).dataobj)
+    got = {}
+    for key, (out, _) in outs.items():
+        sr = nib.load(str(out))
+        assert sr.shape == c.shape and np.allclose(sr.affine, c.affine, atol=1e-5)
+        got[key] = np.asarray(sr.dataobj)
+        assert np.all(np.isfinite(got[key])) and np.abs(got[key] - default).max() > 1e-3
+    lr = load_volume(root / "lr.nii.gz").data
+    model = TransMRSR.from_pretrained(tiny_dir)
+    for fusion, vol in ((True, default), (False, got["single"])):
+        ref = super_resolve(model, lr, 2, 4, n_thin=c.shape[2], fusion=fusion, show_progress=False).sr
+        np.testing.assert_allclose(vol, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())))

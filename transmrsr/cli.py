@@ -2,7 +2,7 @@
 
 Sub-commands:
 
-* ``transmrsr sr INPUT OUTPUT [--model M] [--phi F] [--scale R] [--axis A] [--fusion] [--device D] [--batch-size B]``
+* ``transmrsr sr INPUT OUTPUT [--model M] [--phi F] [--scale R] [--axis A] [--no-fusion] [--device D] [--batch-size B]``
 * ``transmrsr simulate HR LR --scale R --axis A [--profile box|gaussian]``
 * ``transmrsr evaluate SR HR [--mask M] [--lr LR | --scale R --axis A] [--dice] [--json]``
 * ``transmrsr train-gan --data DIR --preset P --out DIR [--max-steps N] [--batch-size B] [--resume]``
@@ -124,7 +124,7 @@ def _cmd_sr(args: argparse.Namespace) -> int:
         scale=args.scale,
         axis=args.axis,
         phi=args.phi,
-        fusion=args.fusion,
+        **({} if args.fusion is None else {"fusion": args.fusion}),
         device=args.device,
         batch_size=args.batch_size,
         show_progress=not args.quiet,
@@ -264,7 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--phi", type=float, help="truncation level in [0, 1] (default: the model's)")
     sr.add_argument("--scale", type=int, help="slice-thickness factor (default: from the voxel sizes)")
     sr.add_argument("--axis", type=int, help="thick voxel axis 0, 1 or 2 (default: from the voxel sizes)")
-    sr.add_argument("--fusion", action="store_true", help="average the SR of both planes that contain the thick axis")
+    sr.add_argument(
+        "--fusion", action=argparse.BooleanOptionalAction, default=None,
+        help="average the SR of both planes that contain the thick axis (default: on; --no-fusion runs one plane, "
+        "about 1.7x faster and about 0.2-0.3 dB lower on the bundled weights)",
+    )
     sr.add_argument("--device", help="torch device, e.g. cpu or cuda (default: CUDA when available)")
     sr.add_argument("--batch-size", type=int, default=8, help="slices per forward pass (default 8)")
     sr.add_argument("--quiet", action="store_true", help="no progress bar or summary")

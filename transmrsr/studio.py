@@ -17,7 +17,7 @@ from .data.degradation import simulate_thick, thick_affine, thin_affine
 from .data.io import load_volume, save_volume, simulation_tag, thick_axis, thin_count_from_header
 from .data.normalization import IntensityScaler
 from .evaluation.metrics import foreground_mask, psnr, ssim
-from .inference import resolve_geometry, super_resolve, super_resolve_slices
+from .inference import DEFAULT_FUSION, resolve_geometry, super_resolve, super_resolve_slices
 from .models import TransMRSR
 from .viewer import PLANES, display_to_slice, error_map, mri_window, plane_slice, plane_spacing, to_rgb, window
 
@@ -43,6 +43,7 @@ class Case:
     simulated: bool
     metrics: list[dict] = field(default_factory=list)
     window: tuple[float, float] = (0.0, 1.0)
+    fusion: bool = False  # the SR averages both planes that contain the thick axis
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -58,7 +59,7 @@ def run_case(
     out_dir: str | Path,
     scale: int = 4,
     phi: float = 0.9,
-    fusion: bool = False,
+    fusion: bool = DEFAULT_FUSION,
     progress: Callable[[int, int], None] | None = None,
 ) -> Case:
     """Load an upload, super-resolve it and write the SR NIfTI into ``out_dir``.
@@ -86,6 +87,7 @@ def run_case(
         name=name, axis=axis, factor=factor, slice_axis=result.slice_axes[0], phi=float(phi),
         zooms=tuple(float(z) for z in np.linalg.norm(affine[:3, :3], axis=0)), affine=affine,
         interp=result.interpolated, sr=result.sr, hr=hr, scaler=IntensityScaler.fit(lr), sr_path=sr_path, simulated=iso,
+        fusion=len(result.slice_axes) > 1,
     )
     case.window = mri_window(case.hr if hr is not None else case.interp)
     if hr is not None:
@@ -100,7 +102,9 @@ def run_case(
 
 def sr_slice(case: Case, model: TransMRSR, plane: str, index: int, phi: float | None) -> np.ndarray:
     """The SR slice on screen; recomputed through the network when ``phi`` differs from the
-    volume's and the plane is the one the network runs on (other planes show the volume)."""
+    volume's and the plane is the one the network runs on (other planes show the volume). For a
+    fused volume the recomputed slice is that plane's SR alone: fusing would need every slice of
+    the second plane."""
     if phi is None or abs(phi - case.phi) < 1e-6 or PLANES[plane] != case.slice_axis:
         return plane_slice(case.sr, plane, index)
     scaled = case.scaler.forward(case.interp)
@@ -130,7 +134,9 @@ def panels(case: Case, model: TransMRSR, plane: str, index: int, phi: float | No
 
 
 def phi_sweep(case: Case, model: TransMRSR, plane: str, index: int, phis=SWEEP_PHIS) -> list[tuple[np.ndarray, str]]:
-    """The shown slice at several φ, each with its PSNR against the HR (when there is one)."""
+    """The shown slice at several φ, each with its PSNR against the HR (when there is one). All
+    come from the network's plane alone, also for a fused volume, so that they compare like with
+    like (their labels say so then)."""
     if PLANES[plane] != case.slice_axis:
         raise ValueError(
             f"the φ sweep runs on the {next(p for p, a in PLANES.items() if a == case.slice_axis)} plane, "
@@ -145,7 +151,7 @@ def phi_sweep(case: Case, model: TransMRSR, plane: str, index: int, phis=SWEEP_P
     gallery = []
     for p, o in zip(phis, outs):
         img = np.flipud(case.scaler.inverse(np.clip(o, 0.0, None)).T)
-        label = f"φ = {p:.2f}"
+        label = f"φ = {p:.2f}" + (" · one plane" if case.fusion else "")
         if hr is not None:
             label += f" · PSNR {psnr(img, hr, peak=float(case.hr.max() - case.hr.min())):.2f} dB"
         gallery.append((to_rgb(window(img, lo, hi), spacing), label))

@@ -11,6 +11,7 @@ The generator is split the way TransMRSR uses it:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,9 @@ class AdaptiveInstanceNorm(nn.Module):
     ``x (B, L, C)``, ``style (B, D)`` -> ``(B, L, C)``.
     """
 
+    #: tokens per chunk of the squared-value reduction
+    STAT_CHUNK = 4096
+
     def __init__(self, dim: int, style_dim: int) -> None:
         super().__init__()
         self.style = EqualLinear(style_dim, 2 * dim)
@@ -36,15 +40,33 @@ class AdaptiveInstanceNorm(nn.Module):
             self.style.bias[:dim] = 1.0
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return self.modulation(x, style)(x)
+
+    def modulation(self, x: torch.Tensor, style: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The norm of ``x`` as a per-token map ``t (B, ..., C) -> t * scale + shift``: the
+        statistics need all of ``x``, applying them does not, so the attention and the MLP can
+        apply it chunk by chunk instead of reading a normalised copy of ``x``."""
+        if x.dim() != 3:
+            raise ValueError(f"AdaptiveInstanceNorm expects (B, L, C) tokens, got {tuple(x.shape)}")
         gamma, beta = self.style(style)[:, None, :].chunk(2, dim=-1)
-        # E[x] and E[x^2] in float32: two cheap reductions (var_mean over the token axis is
-        # several times slower on CPU)
+        # E[x] and E[x^2] in float32; the squares over chunks of tokens, so that no full-size
+        # copy of x is made (var_mean and vector_norm over the token axis are several times
+        # slower on CPU)
         xf = x.float()
+        n = x.shape[1]
         mean = xf.mean(dim=1, keepdim=True)
-        var = (xf.square().mean(dim=1, keepdim=True) - mean.square()).clamp_min(0.0)
-        scale = (gamma * torch.rsqrt(var + 1e-5)).to(x.dtype)  # (B, 1, C): one multiply-add below
-        mean = mean.to(x.dtype)
-        return torch.addcmul(beta - mean * scale, x, scale)
+        mean_sq = sum(
+            (c * c).sum(dim=1, keepdim=True) for c in xf.split(max(1, self.STAT_CHUNK // x.shape[0]), dim=1)
+        ).div_(n)
+        var = (mean_sq - mean.square()).clamp_min(0.0)
+        scale = (gamma * torch.rsqrt(var + 1e-5)).to(x.dtype)  # (B, 1, C): one multiply-add per token
+        shift = (beta - mean * scale).to(x.dtype)
+
+        def apply(t: torch.Tensor) -> torch.Tensor:
+            # a chunk of tokens of every slice: (B, l, C)
+            return torch.addcmul(shift, t, scale)
+
+        return apply
 
 
 class StyleSwinBlock(nn.Module):
@@ -66,9 +88,10 @@ class StyleSwinBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """``x (B, H*W, C)``, ``style (B, D)`` -> ``(B, H*W, C)``."""
-        y = self.norm1(x, style)
-        x = self.attn[1](y, residual=self.attn[0](y, residual=x))
-        return self.mlp(self.norm2(x, style), residual=x)
+        # the norms are applied inside the attention and the MLP (chunk by chunk on CPU)
+        norm1 = self.norm1.modulation(x, style)
+        x = self.attn[1](x, residual=self.attn[0](x, residual=x, norm=norm1), norm=norm1)
+        return self.mlp(x, residual=x, norm=self.norm2.modulation(x, style))
 
 
 class BilinearUpsample(nn.Module):

@@ -9,11 +9,13 @@ while gradients are off.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import DropPath, Mlp, linear
+from .layers import DropPath, Mlp, _fused_cpu_inference, conv2d_same, linear
 
 
 def relative_position_index(window: int) -> torch.Tensor:
@@ -85,7 +87,9 @@ class WindowAttention(nn.Module):
         proj_bias: whether the output projection has a bias.
 
     ``forward(x (B, H*W, dim))`` returns the projected attention output ``(B, H*W, dim)``;
-    ``forward(x, residual)`` returns ``residual + output``.
+    ``forward(x, residual)`` returns ``residual + output``; ``forward(x, residual, norm)``
+    attends over ``norm(x)`` for a per-token ``norm`` (a LayerNorm), applied to the gathered
+    tokens (chunk by chunk on the CPU inference path, see :meth:`_chunked`).
     Tokens are gathered once into window order (:func:`window_order`), so neither the roll
     nor the window partition is a separate copy. The relative-position bias is one
     ``(1, heads, N, N)`` tensor broadcast over windows; only the border windows of a shifted
@@ -121,6 +125,9 @@ class WindowAttention(nn.Module):
         self.register_buffer("shift_mask", mask, persistent=False)  # (1, n_mixed, 1, N, N)
         self._cache: tuple | None = None
 
+    #: tokens per group on the CPU inference path (see :meth:`_chunked`)
+    CPU_CHUNK = 4096
+
     def attn_bias(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(bias (1, heads, N, N), mixed (1, n_mixed, heads, N, N) or None)``: the relative-position
         bias for every window, and bias + shift mask for the windows that need the mask.
@@ -144,37 +151,69 @@ class WindowAttention(nn.Module):
             self._cache = (table.detach().clone(), dtype, (bias, mixed))
         return bias, mixed
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, residual: torch.Tensor | None = None, norm: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> torch.Tensor:
         b, length, _ = x.shape
-        n = self.window * self.window
-        n_windows = length // n
-        heads, d = self.heads, self.attn_dim // self.heads
-        # q, k, v: strided (B*nW, heads, N, d) views of one qkv buffer (channels (heads, 3, d));
-        # the fused kernel takes strides, so there is no copy
-        qkv = linear(x.index_select(1, self.order), self.qkv).view(b * n_windows, n, heads, 3, d)
-        q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)
-        bias, mixed = self.attn_bias(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B*nW, heads, N, d)
-        if self.n_mixed:
-            # the last n_mixed windows of each slice again, with the shift mask (about 2/sqrt(nW)
-            # of the work): cheaper than a per-window mask over all of them
-            m, plain = self.n_mixed, n_windows - self.n_mixed
-
-            def border(t: torch.Tensor) -> torch.Tensor:
-                return t.unflatten(0, (b, n_windows))[:, plain:].reshape(b * m, heads, n, d)
-
-            mask = mixed.expand(b, m, heads, n, n).reshape(b * m, heads, n, n)  # a view when B = 1
-            o_m = F.scaled_dot_product_attention(border(q), border(k), border(v), attn_mask=mask)
-            out = out.view(b, n_windows, heads, n, d)
-            if torch.is_grad_enabled():
-                out = torch.cat([out[:, :plain], o_m.view(b, m, heads, n, d)], dim=1)
-            else:
-                out[:, plain:] = o_m.view(b, m, heads, n, d)
-        out = out.view(b, n_windows, heads, n, d).transpose(2, 3).reshape(b, length, self.attn_dim)
+        n_windows = length // (self.window * self.window)
+        if b * length > 2 * self.CPU_CHUNK and _fused_cpu_inference(x, self.qkv.weight):
+            out = self._chunked(x, n_windows, norm)
+        else:
+            xw = x.index_select(1, self.order)
+            out = self._attend(xw if norm is None else norm(xw), 0, n_windows, n_windows)
         # project while still in window order, then one gather back (index_select is far
         # cheaper than a scatter such as index_add on CPU)
-        out = linear(out, self.proj).index_select(1, self.inverse_order)
-        return out if residual is None else residual + out
+        out = out.index_select(1, self.inverse_order)
+        if residual is None:
+            return out
+        return out.add_(residual) if not torch.is_grad_enabled() else residual + out
+
+    def _chunked(self, x: torch.Tensor, n_windows: int, norm: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+        """CPU inference: the windows in groups of about ``CPU_CHUNK`` tokens (all slices of the
+        batch together), so that each group's qkv and attention buffers stay in cache; the
+        projected outputs fill one window-ordered buffer. Same result as one pass."""
+        b, n = x.shape[0], self.window * self.window
+        out = x.new_empty(b, n_windows * n, self.dim)
+        per = max(1, self.CPU_CHUNK // (b * n))
+        for w0 in range(0, n_windows, per):
+            k = min(per, n_windows - w0)
+            tokens = slice(w0 * n, (w0 + k) * n)
+            xw = x.index_select(1, self.order[tokens])
+            out[:, tokens] = self._attend(xw if norm is None else norm(xw), w0, k, n_windows)
+        return out
+
+    def _attend(self, xw: torch.Tensor, w0: int, k: int, n_windows: int) -> torch.Tensor:
+        """Attention over windows ``w0 .. w0 + k - 1`` (window order) of every slice:
+        ``xw (B, k*N, dim)`` in window order -> projected output ``(B, k*N, dim)``, same order."""
+        b = xw.shape[0]
+        n = self.window * self.window
+        heads, d = self.heads, self.attn_dim // self.heads
+        # q, k, v: strided (B*k, heads, N, d) views of one qkv buffer (channels (heads, 3, d));
+        # the fused kernel takes strides, so there is no copy
+        qkv = linear(xw, self.qkv).view(b * k, n, heads, 3, d)
+        q, k_, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)
+        bias, mixed = self.attn_bias(q.dtype)
+        out = F.scaled_dot_product_attention(q, k_, v, attn_mask=bias)  # (B*k, heads, N, d)
+        first_mixed = n_windows - self.n_mixed  # border windows come last in window order
+        m0 = max(first_mixed, w0) - w0  # the first border window of this group, if any
+        if self.n_mixed and m0 < k:
+            # the border windows again, with the shift mask (about 2/sqrt(nW) of the work):
+            # cheaper than a per-window mask over all of them
+            m = k - m0
+
+            def border(t: torch.Tensor) -> torch.Tensor:
+                return t.unflatten(0, (b, k))[:, m0:].reshape(b * m, heads, n, d)
+
+            lo = w0 + m0 - first_mixed
+            mask = mixed[:, lo : lo + m].expand(b, m, heads, n, n).reshape(b * m, heads, n, n)  # a view when B = 1
+            o_m = F.scaled_dot_product_attention(border(q), border(k_), border(v), attn_mask=mask)
+            out = out.view(b, k, heads, n, d)
+            if torch.is_grad_enabled():
+                out = torch.cat([out[:, :m0], o_m.view(b, m, heads, n, d)], dim=1)
+            else:
+                out[:, m0:] = o_m.view(b, m, heads, n, d)
+        out = out.view(b, k, heads, n, d).transpose(2, 3).reshape(b, k * n, self.attn_dim)
+        return linear(out, self.proj)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, attn_dim={self.attn_dim}, heads={self.heads}, window={self.window}, shift={self.shift}"
@@ -197,8 +236,9 @@ class SwinLayer(nn.Module):
         if self.drop_path.p and self.training:
             x = x + self.drop_path(self.attn(self.norm1(x)))
             return x + self.drop_path(self.mlp(self.norm2(x)))
-        x = self.attn(self.norm1(x), residual=x)
-        return self.mlp(self.norm2(x), residual=x)
+        # the norms run inside the attention and the MLP: chunk by chunk on the CPU path
+        x = self.attn(x, residual=x, norm=self.norm1)
+        return self.mlp(x, residual=x, norm=self.norm2)
 
 
 class PatchMerging(nn.Module):
@@ -246,8 +286,9 @@ class EncoderLevel(nn.Module):
         y = x.reshape(b, h * w, c)
         for layer in self.layers:
             y = layer(y)
-        y = self.conv(y.view(b, h, w, c).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return self.merge(y + x)
+        # F^ = conv(RSTB(F)) + F, the sum fused into the conv on CPU (channels-last views)
+        y = conv2d_same(y.view(b, h, w, c).permute(0, 3, 1, 2), self.conv.weight, self.conv.bias, residual=x.permute(0, 3, 1, 2))
+        return self.merge(y.permute(0, 2, 3, 1))
 
 
 class SwinEncoder(nn.Module):

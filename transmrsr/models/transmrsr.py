@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 from torch import nn
 
 from ..config import TransMRSRConfig
 from ..hub import PretrainedMixin
-from .layers import ConvStack, EqualConv2d, EqualLinear, ScaledLeakyReLU
+from .layers import ConvStack, EqualConv2d, EqualLinear, ScaledLeakyReLU, conv2d_same
 from .styleswin import StyleSwinGenerator, StyleSwinSynthesis, init_styleswin_weights
 from .swin import SwinEncoder
 from .truncation import LatentTruncation
@@ -69,10 +70,16 @@ class ChannelWiseScaleShift(nn.Module):
     def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = feat.permute(0, 3, 1, 2)  # channels-last view: the conv outputs stay channels-last
 
-        def tokens(t: torch.Tensor) -> torch.Tensor:
-            return t.permute(0, 2, 3, 1).flatten(1, 2)  # (B, h*w, C), a view
+        def run(branch: nn.Sequential) -> torch.Tensor:
+            first, _, second = branch
+            # sqrt(2) * leaky_relu(z) = leaky_relu(sqrt(2) * z): the scaled activation folds into
+            # the first conv's weights, so that it can run in the conv's epilogue on CPU
+            gain = math.sqrt(2.0)
+            h = conv2d_same(f, first.weight * (first.scale * gain), first.bias * gain, "leaky_relu")
+            out = conv2d_same(h, second.weight * second.scale, second.bias)
+            return out.permute(0, 2, 3, 1).flatten(1, 2)  # (B, h*w, C), a view
 
-        return tokens(self.scale(f)), tokens(self.shift(f))
+        return run(self.scale), run(self.shift)
 
 
 class TransMRSR(nn.Module, PretrainedMixin):
