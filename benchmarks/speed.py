@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/speed.py --quick                      # meant to take < 2 minutes on an idle 2-core CPU
     python benchmarks/speed.py [--presets tiny small paper] [--batch 1 8] [--paper-batch 1 8]
-        [--repeats 3] [--warmup 1] [--threads 2] [--devices cpu cuda] [--authors DIR | --no-authors]
+        [--repeats 3] [--pairs 7] [--warmup 1] [--threads 2] [--devices cpu cuda] [--authors DIR | --no-authors]
         [--volume-presets small paper | --no-volume]
 
 What it prints (markdown):
@@ -17,6 +17,10 @@ What it prints (markdown):
   our ``paper`` preset the ratio of its time to the authors' ``TGP7`` at the same device, dtype
   and batch. On CUDA each model runs in fp32, under bf16 autocast, and compiled
   (``torch.compile``, bf16 autocast);
+* for ``paper`` against ``TGP7``, ``--pairs`` interleaved timings (which network goes first
+  swapped each pair): the rows show each one's median over the pairs and the ratio column the
+  median and range of the per-pair ratios, so that load from other processes, which on a shared
+  machine moves single timings by 15-30 %, hits both networks alike;
 * whole-volume seconds: a 182x218x181 T1 volume (the ICBM152 2009a template that ships with
   nilearn, centre-cropped) made thick-slice at x4 and super-resolved with
   :func:`transmrsr.inference.super_resolve`, for ``small`` (``paper`` too on GPU, or when named in

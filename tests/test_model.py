@@ -705,3 +705,57 @@ def test_fused_cpu_linear_and_chunked_mlp_match_the_plain_ops(monkeypatch):
     # with gradients on, the plain ops run and gradients flow
     mlp(x, residual=res).sum().backward()
     assert mlp.fc1.weight.grad is not None and mlp.fc1.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_chunked_attention_and_per_slice_norms_match_one_pass(monkeypatch, batch):
+    """The CPU inference path over window groups (shifted windows whose border windows fall in
+    several groups, a LayerNorm or a per-slice AdaIN applied inside) equals the one-pass
+    autograd path; so does the MLP chunked over tokens with a per-slice norm."""
+    from transmrsr.models import layers
+    from transmrsr.models.styleswin import AdaptiveInstanceNorm
+
+    torch.manual_seed(0)
+    attn = WindowAttention(16, 16, 2, 32, 4, shift=2).eval()  # 64 windows of 16 tokens, 15 of them border windows
+    ln, ada, mlp = torch.nn.LayerNorm(16), AdaptiveInstanceNorm(16, 8), layers.Mlp(16, 32)
+    monkeypatch.setattr(WindowAttention, "CPU_CHUNK", 80)  # 80 // (batch * 16) windows per group
+    monkeypatch.setattr(layers.Mlp, "CPU_CHUNK", 100)
+    x, style = torch.randn(batch, 32 * 32, 16), torch.randn(batch, 8)
+    with torch.enable_grad():  # the reference: plain ops, norms applied to the whole map first
+        ref_ln = (x + attn(ln(x))).detach()
+        y = ada(x, style)
+        ref_ada = (x + attn(y)).detach()
+        ref_mlp = (x + mlp(y)).detach()
+    with torch.inference_mode():
+        got_ln = attn(x, residual=x, norm=ln)
+        modulate = ada.modulation(x, style)
+        got_ada = attn(x, residual=x, norm=modulate)
+        got_mlp = mlp(x, residual=x, norm=modulate)
+    for got, ref in ((got_ln, ref_ln), (got_ada, ref_ada), (got_mlp, ref_mlp)):
+        torch.testing.assert_close(got, ref, rtol=0, atol=2e-5)
+    # one slice of the batch alone gives the same values (the per-slice norm did not mix slices)
+    with torch.inference_mode():
+        alone = attn(x[-1:], residual=x[-1:], norm=ada.modulation(x[-1:], style[-1:]))
+    torch.testing.assert_close(alone, got_ada[-1:], rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("activation,use_residual", [("relu", False), ("leaky_relu", False), ("none", True), ("none", False)])
+def test_fused_cpu_conv_matches_the_plain_ops(activation, use_residual):
+    from transmrsr.models.layers import conv2d_same
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 20, 20).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(5, 6, 3, 3), torch.randn(5)
+    res = torch.randn(2, 5, 20, 20).contiguous(memory_format=torch.channels_last) if use_residual else None
+    y = F.conv2d(x, w, b, padding=1)
+    expected = {"relu": F.relu(y), "leaky_relu": F.leaky_relu(y, 0.2)}.get(activation, y)
+    if use_residual:
+        expected = res + y
+    with torch.inference_mode():
+        got = conv2d_same(x, w, b, activation, residual=res)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    assert got.is_contiguous(memory_format=torch.channels_last)  # the token views downstream stay free
+    with pytest.raises(ValueError):
+        conv2d_same(x, w, b, "gelu")
+    with pytest.raises(ValueError):
+        conv2d_same(x, w, b, "relu", residual=torch.zeros(2, 5, 20, 20))
