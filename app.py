@@ -192,7 +192,7 @@ def _ann_view(case: Case, model_spec, plane, index, compare, other_phi, seed) ->
     compare_phi = float(other_phi) if compare == ANN_COMPARE[1] else None
     items = reader_items(case, plane, int(index), compare_phi, int(seed or 0))  # ValueError: not on this plane
     model = get_model(model_spec, case.factor) if compare_phi is not None else None
-    images = [reader_image(case, model, plane, int(index), it["phi"]) for it in items]
+    images = [reader_image(case, model, plane, int(index), it["phi"], one_plane=it["one_plane"]) for it in items]
     return {"case": case.name, "sr_path": str(case.sr_path), "plane": plane, "slice": int(index), "items": items,
             "images": images, "saved": {}}
 

@@ -10,7 +10,7 @@ import pytest
 
 from apphelpers import App, app_env
 from transmrsr import TransMRSR
-from transmrsr.studio import panels, phi_sweep, run_case
+from transmrsr.studio import panels, phi_sweep, reader_image, reader_items, run_case
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,6 +76,13 @@ def test_studio_panels_phi_and_sweep(tiny_dir, t1_crop, tmp_path, one_torch_thre
     assert np.array_equal(panels(fused, model, "coronal", 20, phi=0.0)["sr"], other)
     fused_gallery = phi_sweep(fused, model, "coronal", 20)
     assert np.array_equal(fused_gallery[2][0], same) and "one plane" in fused_gallery[2][1]
+    # a reader comparing φ on a fused volume sees both φ from the network's plane alone, and is told so
+    items = reader_items(fused, "coronal", 20, compare_phi=0.0, seed=1)
+    assert sorted(it["method"] for it in items) == ["TransMRSR φ=0.00 (one plane)", "TransMRSR φ=0.50 (one plane)"]
+    pics = {it["phi"]: reader_image(fused, model, "coronal", 20, it["phi"], one_plane=it["one_plane"]) for it in items}
+    assert np.array_equal(pics[0.5], same) and np.array_equal(pics[0.0], other)
+    plain = reader_items(fused, "coronal", 20, seed=1)  # SR against cubic: the fused SR as run
+    assert sorted(it["method"] for it in plain) == ["TransMRSR φ=0.50", "cubic"] and not any(it["one_plane"] for it in plain)
 
 
 def test_thick_slice_upload_uses_its_header(tiny_dir, t1_crop, tmp_path, one_torch_thread):

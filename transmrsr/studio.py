@@ -100,16 +100,20 @@ def run_case(
     return case
 
 
-def sr_slice(case: Case, model: TransMRSR, plane: str, index: int, phi: float | None) -> np.ndarray:
+def sr_slice(
+    case: Case, model: TransMRSR, plane: str, index: int, phi: float | None, one_plane: bool = False
+) -> np.ndarray:
     """The SR slice on screen; recomputed through the network when ``phi`` differs from the
     volume's and the plane is the one the network runs on (other planes show the volume). For a
     fused volume the recomputed slice is that plane's SR alone: fusing would need every slice of
-    the second plane."""
-    if phi is None or abs(phi - case.phi) < 1e-6 or PLANES[plane] != case.slice_axis:
+    the second plane. ``one_plane``: recompute also at the run's φ (a fused volume's slice
+    otherwise), so that two φ compare like with like."""
+    same_phi = phi is None or abs(phi - case.phi) < 1e-6
+    if PLANES[plane] != case.slice_axis or (same_phi and not (one_plane and case.fusion)):
         return plane_slice(case.sr, plane, index)
     scaled = case.scaler.forward(case.interp)
     idx = int(np.clip(index, 0, case.sr.shape[case.slice_axis] - 1))
-    out = super_resolve_slices(model, scaled, case.slice_axis, [idx], phi)[0]
+    out = super_resolve_slices(model, scaled, case.slice_axis, [idx], case.phi if phi is None else phi)[0]
     vol_slice = np.clip(out, 0.0, None)
     full = case.scaler.inverse(vol_slice)
     return np.flipud(full.T)
@@ -169,9 +173,11 @@ def reader_items(case: Case, plane: str, index: int, compare_phi: float | None =
     interpolation (``compare_phi`` None) or TransMRSR at ``compare_phi``, in a random order that
     depends on ``seed`` and the slice (so the order cannot be learnt across slices).
 
-    Returns ``[{"label": "Image A", "method": str, "phi": float | None}, ...]``; only ``label`` is
-    meant for the reader's eyes. A second φ can only be computed on the plane the network runs on
-    (elsewhere the volume at the run's φ is all there is): ValueError there, and for the run's own φ.
+    Returns ``[{"label": "Image A", "method": str, "phi": float | None, "one_plane": bool}, ...]``;
+    only ``label`` is meant for the reader's eyes. A second φ can only be computed on the plane the
+    network runs on (elsewhere the volume at the run's φ is all there is): ValueError there, and
+    for the run's own φ. Comparing φ on a fused volume shows both φ from that plane's network
+    alone (``one_plane``; method names say so), since the other φ cannot be fused per slice.
     """
     if plane not in PLANES:
         raise ValueError(f"plane must be one of {sorted(PLANES)}, got {plane!r}")
@@ -186,23 +192,27 @@ def reader_items(case: Case, plane: str, index: int, compare_phi: float | None =
     idx = int(np.clip(index, 0, case.n_slices(plane) - 1))
     key = zlib.crc32(f"{int(seed)}/{case.name}/{plane}/{idx}/{phis[1]}".encode())
     order = blinded_order(list(range(len(phis))), seed=key)
-    return [{"label": f"Image {chr(65 + i)}", "method": method_label(phis[j]), "phi": phis[j]}
-            for i, j in enumerate(order)]
+    one_plane = compare_phi is not None and case.fusion
+    suffix = " (one plane)" if one_plane else ""
+    return [{"label": f"Image {chr(65 + i)}", "method": method_label(phis[j]) + suffix, "phi": phis[j],
+             "one_plane": one_plane} for i, j in enumerate(order)]
 
 
-def reader_image(case: Case, model: TransMRSR | None, plane: str, index: int, phi: float | None) -> np.ndarray:
+def reader_image(
+    case: Case, model: TransMRSR | None, plane: str, index: int, phi: float | None, one_plane: bool = False
+) -> np.ndarray:
     """The picture of one blinded item, ``(H, W, 3)`` uint8 as the viewer shows it: the cubic
     interpolation (``phi`` None) or the SR (recomputed through ``model`` when ``phi`` is not the
-    run's; ``model`` may be None otherwise)."""
+    run's, or for a ``one_plane`` item of a fused volume; ``model`` may be None otherwise)."""
     lo, hi = case.window
     if phi is None:
         img = plane_slice(case.interp, plane, index)
-    elif abs(float(phi) - case.phi) < 1e-6:
+    elif abs(float(phi) - case.phi) < 1e-6 and not (one_plane and case.fusion):
         img = plane_slice(case.sr, plane, index)
     else:
         if model is None:
             raise ValueError("a model is needed to show another φ")
-        img = sr_slice(case, model, plane, index, float(phi))
+        img = sr_slice(case, model, plane, index, float(phi), one_plane=one_plane)
     return to_rgb(window(img, lo, hi), plane_spacing(case.zooms, plane))
 
 
