@@ -151,7 +151,7 @@ def _run_plane(
 
 #: What ``transmrsr sr``, the app and ``benchmarks/default_weights.py`` do unless told otherwise:
 #: run both planes that contain the thick axis and average them. On the bundled weights this adds
-#: about 0.2-0.3 dB brain PSNR for about 1.7x the time (see the model cards).
+#: 0.25-0.4 dB brain PSNR for about twice the time (see the model cards).
 DEFAULT_FUSION = True
 
 
