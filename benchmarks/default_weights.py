@@ -30,8 +30,8 @@ import torch
 from transmrsr import TransMRSR
 from transmrsr.data import simulate_thick
 from transmrsr.data.packaged import held_out_t1
-from transmrsr.evaluation.evaluate import evaluate
-from transmrsr.inference import DEFAULT_FUSION, super_resolve
+from transmrsr.evaluation.evaluate import evaluate, score
+from transmrsr.inference import DEFAULT_FUSION, default_slice_axis, super_resolve
 
 REPO = Path(__file__).resolve().parents[1]
 AXIS = 2  # axial in RAS
@@ -46,34 +46,33 @@ def commit() -> str:
 
 
 def run_scale(folder: Path, scale: int, hr: np.ndarray, mask: np.ndarray, batch_size: int, phi: float | None) -> dict:
-    """Score the default run (fused) and the one-plane run of one scale's model; the default first."""
+    """Score the default run (fused) and the one-plane run of one scale's model, then cubic and
+    trilinear interpolation (scored once); rows in that order."""
     model = TransMRSR.from_pretrained(folder).eval()
     lr = simulate_thick(hr, AXIS, scale, "box")
     out = {
         "scale": scale,
         "model": str(folder.relative_to(REPO)) if folder.is_relative_to(REPO) else str(folder),
         "phi": model.config.phi if phi is None else phi,
-        "rows": [],
     }
-    for fusion in (DEFAULT_FUSION, not DEFAULT_FUSION):
+    sr_rows, baselines = [], []
+    for key, fusion in (("default", DEFAULT_FUSION), ("other", not DEFAULT_FUSION)):
+        label = "TransMRSR (fused)" if fusion else "TransMRSR (one plane)"
         t0 = time.perf_counter()
         result = super_resolve(
             model, lr, AXIS, scale, n_thin=hr.shape[AXIS], batch_size=batch_size, phi=phi, fusion=fusion,
             show_progress=False,
         )
-        seconds = time.perf_counter() - t0
-        rows = evaluate(result.sr, hr, lr, AXIS, scale, mask=mask)
-        label = "TransMRSR (fused)" if fusion else "TransMRSR (one plane)"
-        key = "default" if fusion == DEFAULT_FUSION else "other"
-        out[key] = {"method": label, "seconds": round(seconds, 1), "slices_run": result.slices_run}
-        keep = rows if not out["rows"] else rows[:1]  # the baselines once
-        for r in keep:
-            d = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.as_dict().items()}
-            if r is rows[0]:
-                d["method"] = label
-            out["rows"].append(d)
-    order = [out["default"]["method"], out["other"]["method"], "cubic", "trilinear"]
-    out["rows"].sort(key=lambda r: order.index(r["method"]) if r["method"] in order else len(order))
+        out[key] = {"method": label, "seconds": round(time.perf_counter() - t0, 1), "slices_run": result.slices_run}
+        if not baselines:
+            sr_score, *baselines = evaluate(result.sr, hr, lr, AXIS, scale, mask=mask)
+        else:
+            sr_score = score("TransMRSR", result.sr, hr, mask.astype(bool), default_slice_axis(AXIS))
+        sr_rows.append({**sr_score.as_dict(), "method": label})
+    out["rows"] = [
+        {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
+        for r in sr_rows + [b.as_dict() for b in baselines]
+    ]
     return out
 
 

@@ -101,7 +101,7 @@ def run_case(
 
 
 def sr_slice(
-    case: Case, model: TransMRSR, plane: str, index: int, phi: float | None, one_plane: bool = False
+    case: Case, model: TransMRSR | None, plane: str, index: int, phi: float | None, one_plane: bool = False
 ) -> np.ndarray:
     """The SR slice on screen; recomputed through the network when ``phi`` differs from the
     volume's and the plane is the one the network runs on (other planes show the volume). For a
@@ -111,6 +111,8 @@ def sr_slice(
     same_phi = phi is None or abs(phi - case.phi) < 1e-6
     if PLANES[plane] != case.slice_axis or (same_phi and not (one_plane and case.fusion)):
         return plane_slice(case.sr, plane, index)
+    if model is None:
+        raise ValueError("a model is needed to show another φ")
     scaled = case.scaler.forward(case.interp)
     idx = int(np.clip(index, 0, case.sr.shape[case.slice_axis] - 1))
     out = super_resolve_slices(model, scaled, case.slice_axis, [idx], case.phi if phi is None else phi)[0]
@@ -207,11 +209,7 @@ def reader_image(
     lo, hi = case.window
     if phi is None:
         img = plane_slice(case.interp, plane, index)
-    elif abs(float(phi) - case.phi) < 1e-6 and not (one_plane and case.fusion):
-        img = plane_slice(case.sr, plane, index)
     else:
-        if model is None:
-            raise ValueError("a model is needed to show another φ")
         img = sr_slice(case, model, plane, index, float(phi), one_plane=one_plane)
     return to_rgb(window(img, lo, hi), plane_spacing(case.zooms, plane))
 

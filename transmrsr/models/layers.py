@@ -13,6 +13,9 @@ from torch import nn
 # no autograd formula, so it only serves inference; ``FUSED_CPU_LINEAR = False`` turns it off.
 _ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
 FUSED_CPU_LINEAR = True
+#: tokens per chunk of the CPU inference paths that work chunk by chunk (MLP, window attention,
+#: AdaIN statistics): small enough for a chunk's buffers to stay in cache
+CPU_CHUNK_TOKENS = 4096
 
 
 def linear(x: torch.Tensor, layer: nn.Linear, activation: str = "none") -> torch.Tensor:
@@ -210,7 +213,7 @@ class Mlp(nn.Module):
     for a per-token ``norm`` such as a LayerNorm (applied chunk by chunk on the CPU path)."""
 
     #: tokens per chunk on the CPU inference path (see :meth:`_chunked`)
-    CPU_CHUNK = 4096
+    CPU_CHUNK = CPU_CHUNK_TOKENS
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()

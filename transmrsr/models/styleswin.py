@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config import TransMRSRConfig
 from ..hub import PretrainedMixin
-from .layers import EqualConv2d, EqualLinear, Mlp, PixelNorm, ScaledLeakyReLU, linear, sinusoidal_grid
+from .layers import CPU_CHUNK_TOKENS, EqualConv2d, EqualLinear, Mlp, PixelNorm, ScaledLeakyReLU, linear, sinusoidal_grid
 from .swin import WindowAttention
 from .truncation import LatentTruncation
 
@@ -31,7 +31,7 @@ class AdaptiveInstanceNorm(nn.Module):
     """
 
     #: tokens per chunk of the squared-value reduction
-    STAT_CHUNK = 4096
+    STAT_CHUNK = CPU_CHUNK_TOKENS
 
     def __init__(self, dim: int, style_dim: int) -> None:
         super().__init__()

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import DropPath, Mlp, _fused_cpu_inference, conv2d_same, linear
+from .layers import CPU_CHUNK_TOKENS, DropPath, Mlp, _fused_cpu_inference, conv2d_same, linear
 
 
 def relative_position_index(window: int) -> torch.Tensor:
@@ -126,7 +126,7 @@ class WindowAttention(nn.Module):
         self._cache: tuple | None = None
 
     #: tokens per group on the CPU inference path (see :meth:`_chunked`)
-    CPU_CHUNK = 4096
+    CPU_CHUNK = CPU_CHUNK_TOKENS
 
     def attn_bias(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(bias (1, heads, N, N), mixed (1, n_mixed, heads, N, N) or None)``: the relative-position
