@@ -739,6 +739,56 @@ def test_chunked_attention_and_per_slice_norms_match_one_pass(monkeypatch, batch
     torch.testing.assert_close(alone, got_ada[-1:], rtol=0, atol=2e-5)
 
 
+@pytest.mark.parametrize("batch", [1, 2])
+def test_chunked_paths_add_in_place_only_when_asked(monkeypatch, batch):
+    """``inplace=True`` adds the attention / MLP output into the residual's own memory (which may
+    be the input itself) with the values of the one-pass path; without it the input and the
+    residual are left untouched. A Swin layer and a StyleSwin block keep their input intact."""
+    from transmrsr.models import layers
+    from transmrsr.models.styleswin import StyleSwinBlock
+    from transmrsr.models.swin import SwinLayer
+
+    torch.manual_seed(1)
+    monkeypatch.setattr(WindowAttention, "CPU_CHUNK", 48)
+    monkeypatch.setattr(layers.Mlp, "CPU_CHUNK", 64)
+    attn = WindowAttention(16, 8, 2, 16, 4, shift=2).eval()
+    ln, mlp = torch.nn.LayerNorm(16), layers.Mlp(16, 32)
+    x, other = torch.randn(batch, 256, 16), torch.randn(batch, 256, 16)
+    with torch.enable_grad():
+        ref_self = (x + attn(ln(x))).detach()
+        ref_other = (other + attn(ln(x))).detach()
+        ref_mlp = (x + mlp(ln(x))).detach()
+    with torch.inference_mode():
+        x0, other0 = x.clone(), other.clone()
+        got = attn(x, residual=other, norm=ln)  # a new tensor
+        torch.testing.assert_close(got, ref_other, rtol=0, atol=2e-5)
+        assert torch.equal(x, x0) and torch.equal(other, other0)
+        got = attn(x, residual=other, norm=ln, inplace=True)  # into other, reading x
+        assert got.data_ptr() == other.data_ptr() and torch.equal(x, x0)
+        torch.testing.assert_close(other, ref_other, rtol=0, atol=2e-5)
+        y = x.clone()
+        assert attn(y, residual=y, norm=ln, inplace=True).data_ptr() == y.data_ptr()  # into its own input
+        torch.testing.assert_close(y, ref_self, rtol=0, atol=2e-5)
+        y = x.clone()
+        assert mlp(y, residual=y, norm=ln, inplace=True).data_ptr() == y.data_ptr()
+        torch.testing.assert_close(y, ref_mlp, rtol=0, atol=2e-5)
+        torch.testing.assert_close(mlp(x, residual=x, norm=ln), ref_mlp, rtol=0, atol=2e-5)
+        assert torch.equal(x, x0)
+
+    layer = SwinLayer(16, 2, 16, 4, 2, 2.0, 0.0).eval()
+    block = StyleSwinBlock(16, 4, 16, 4, 2.0, 8).eval()
+    style = torch.randn(batch, 8)
+    with torch.enable_grad():  # the one-pass autograd reference
+        ref_layer = layer(x).detach()
+        ref_block = block(x, style).detach()
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), ref_layer, rtol=0, atol=3e-5)
+        torch.testing.assert_close(block(x, style), ref_block, rtol=0, atol=3e-5)
+        assert torch.equal(x, x0)  # not in place unless asked
+        y = x.clone()
+        torch.testing.assert_close(layer(y, inplace=True), ref_layer, rtol=0, atol=3e-5)
+
+
 @pytest.mark.parametrize("activation,use_residual", [("relu", False), ("leaky_relu", False), ("none", True), ("none", False)])
 def test_fused_cpu_conv_matches_the_plain_ops(activation, use_residual):
     from transmrsr.models.layers import conv2d_same

@@ -90,8 +90,11 @@ class StyleSwinBlock(nn.Module):
         """``x (B, H*W, C)``, ``style (B, D)`` -> ``(B, H*W, C)``."""
         # the norms are applied inside the attention and the MLP (chunk by chunk on CPU)
         norm1 = self.norm1.modulation(x, style)
-        x = self.attn[1](x, residual=self.attn[0](x, residual=x, norm=norm1), norm=norm1)
-        return self.mlp(x, residual=x, norm=self.norm2.modulation(x, style))
+        # the first attention's output is a new tensor (the second one still reads x), so the
+        # second attention and the MLP may add into it in place (CPU inference)
+        y = self.attn[0](x, residual=x, norm=norm1)
+        y = self.attn[1](x, residual=y, norm=norm1, inplace=True)
+        return self.mlp(y, residual=y, norm=self.norm2.modulation(y, style), inplace=True)
 
 
 class BilinearUpsample(nn.Module):

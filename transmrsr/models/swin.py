@@ -89,7 +89,9 @@ class WindowAttention(nn.Module):
     ``forward(x (B, H*W, dim))`` returns the projected attention output ``(B, H*W, dim)``;
     ``forward(x, residual)`` returns ``residual + output``; ``forward(x, residual, norm)``
     attends over ``norm(x)`` for a per-token ``norm`` (a LayerNorm), applied to the gathered
-    tokens (chunk by chunk on the CPU inference path, see :meth:`_chunked`).
+    tokens (chunk by chunk on the CPU inference path, see :meth:`_chunked`). With
+    ``inplace=True`` the CPU inference path adds the output into ``residual`` itself (which may
+    be ``x``) and returns it: for callers that own ``residual`` and do not need it afterwards.
     Tokens are gathered once into window order (:func:`window_order`), so neither the roll
     nor the window partition is a separate copy. The relative-position bias is one
     ``(1, heads, N, N)`` tensor broadcast over windows; only the border windows of a shifted
@@ -152,15 +154,18 @@ class WindowAttention(nn.Module):
         return bias, mixed
 
     def forward(
-        self, x: torch.Tensor, residual: torch.Tensor | None = None, norm: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self,
+        x: torch.Tensor,
+        residual: torch.Tensor | None = None,
+        norm: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        inplace: bool = False,
     ) -> torch.Tensor:
         b, length, _ = x.shape
         n_windows = length // (self.window * self.window)
         if b * length > 2 * self.CPU_CHUNK and _fused_cpu_inference(x, self.qkv.weight):
-            out = self._chunked(x, n_windows, norm)
-        else:
-            xw = x.index_select(1, self.order)
-            out = self._attend(xw if norm is None else norm(xw), 0, n_windows, n_windows)
+            return self._chunked(x, n_windows, norm, residual, inplace)
+        xw = x.index_select(1, self.order)
+        out = self._attend(xw if norm is None else norm(xw), 0, n_windows, n_windows)
         # project while still in window order, then one gather back (index_select is far
         # cheaper than a scatter such as index_add on CPU)
         out = out.index_select(1, self.inverse_order)
@@ -168,18 +173,32 @@ class WindowAttention(nn.Module):
             return out
         return out.add_(residual) if not torch.is_grad_enabled() else residual + out
 
-    def _chunked(self, x: torch.Tensor, n_windows: int, norm: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+    def _chunked(
+        self,
+        x: torch.Tensor,
+        n_windows: int,
+        norm: Callable[[torch.Tensor], torch.Tensor] | None,
+        residual: torch.Tensor | None,
+        inplace: bool,
+    ) -> torch.Tensor:
         """CPU inference: the windows in groups of about ``CPU_CHUNK`` tokens (all slices of the
-        batch together), so that each group's qkv and attention buffers stay in cache; the
-        projected outputs fill one window-ordered buffer. Same result as one pass."""
+        batch together), so that each group's qkv and attention buffers stay in cache. Each
+        group's projected output (plus its residual tokens) is scattered straight to natural
+        token order, into ``residual`` when ``inplace`` else into one new buffer: no full-size
+        window-ordered copy, no full-size gather back. ``residual`` may be ``x``: a group's
+        tokens are read before they are written and no other group reads them. Same result as
+        one pass."""
         b, n = x.shape[0], self.window * self.window
-        out = x.new_empty(b, n_windows * n, self.dim)
+        out = residual if inplace and residual is not None else x.new_empty(b, n_windows * n, self.dim)
         per = max(1, self.CPU_CHUNK // (b * n))
         for w0 in range(0, n_windows, per):
             k = min(per, n_windows - w0)
-            tokens = slice(w0 * n, (w0 + k) * n)
-            xw = x.index_select(1, self.order[tokens])
-            out[:, tokens] = self._attend(xw if norm is None else norm(xw), w0, k, n_windows)
+            idx = self.order[w0 * n : (w0 + k) * n]
+            xw = x.index_select(1, idx)
+            o = self._attend(xw if norm is None else norm(xw), w0, k, n_windows)
+            if residual is not None:
+                o.add_(xw if residual is x else residual.index_select(1, idx))
+            out.index_copy_(1, idx, o)
         return out
 
     def _attend(self, xw: torch.Tensor, w0: int, k: int, n_windows: int) -> torch.Tensor:
@@ -232,13 +251,16 @@ class SwinLayer(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``x (B, H*W, C) -> (B, H*W, C)``; ``inplace``: ``x`` may be overwritten (CPU inference)."""
         if self.drop_path.p and self.training:
             x = x + self.drop_path(self.attn(self.norm1(x)))
             return x + self.drop_path(self.mlp(self.norm2(x)))
-        # the norms run inside the attention and the MLP: chunk by chunk on the CPU path
-        x = self.attn(x, residual=x, norm=self.norm1)
-        return self.mlp(x, residual=x, norm=self.norm2)
+        # the norms run inside the attention and the MLP: chunk by chunk on the CPU path. The
+        # MLP may always add in place: its input is the attention's output, owned here
+        # (a new tensor unless ``inplace``)
+        x = self.attn(x, residual=x, norm=self.norm1, inplace=inplace)
+        return self.mlp(x, residual=x, norm=self.norm2, inplace=True)
 
 
 class PatchMerging(nn.Module):
@@ -284,8 +306,8 @@ class EncoderLevel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
         y = x.reshape(b, h * w, c)
-        for layer in self.layers:
-            y = layer(y)
+        for i, layer in enumerate(self.layers):
+            y = layer(y, inplace=i > 0)  # the first layer's input is x, still needed below
         # F^ = conv(RSTB(F)) + F, the sum fused into the conv on CPU (channels-last views)
         y = conv2d_same(y.view(b, h, w, c).permute(0, 3, 1, 2), self.conv.weight, self.conv.bias, residual=x.permute(0, 3, 1, 2))
         return self.merge(y.permute(0, 2, 3, 1))
