@@ -789,6 +789,30 @@ def test_chunked_paths_add_in_place_only_when_asked(monkeypatch, batch):
         torch.testing.assert_close(layer(y, inplace=True), ref_layer, rtol=0, atol=3e-5)
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_chunked_upsample_and_patch_merging_match_one_pass(monkeypatch, batch):
+    """StyleSwin's upsampling (norm, reduction and position term by token chunks) and the
+    encoder's patch merging (by bands of output rows, the last one partial) on the CPU
+    inference path give the one-pass autograd values."""
+    from transmrsr.models.styleswin import BilinearUpsample
+    from transmrsr.models.swin import PatchMerging
+
+    torch.manual_seed(2)
+    up, merge = BilinearUpsample(8, 4, 20), PatchMerging(8, 5)
+    with torch.no_grad():
+        up.alpha.fill_(0.7)  # the position term takes part
+    monkeypatch.setattr(BilinearUpsample, "CPU_CHUNK", 30)  # 400 tokens per slice: chunks cross slices' rows
+    monkeypatch.setattr(PatchMerging, "CPU_CHUNK", 12)  # batch 1: bands of 2, 2 and 1 output rows; batch 3: 1 row
+    tokens, grid = torch.randn(batch, 100, 8), torch.randn(batch, 10, 10, 8)
+    with torch.enable_grad():
+        ref_up, ref_merge = up(tokens).detach(), merge(grid).detach()
+    with torch.inference_mode():
+        got_up, got_merge = up(tokens), merge(grid)
+    assert got_up.shape == (batch, 400, 4) and got_merge.shape == (batch, 5, 5, 5)
+    torch.testing.assert_close(got_up, ref_up, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got_merge, ref_merge, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("activation,use_residual", [("relu", False), ("leaky_relu", False), ("none", True), ("none", False)])
 def test_fused_cpu_conv_matches_the_plain_ops(activation, use_residual):
     from transmrsr.models.layers import conv2d_same

@@ -96,6 +96,15 @@ def conv2d_same(
     return F.leaky_relu(y, slope) if activation == "leaky_relu" else y
 
 
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x (B, C, H, W)`` with channels-last strides, a no-op when it has them. Also for ``C = 1``,
+    where ``contiguous(memory_format=channels_last)`` keeps the NCHW strides (both count as
+    contiguous) and oneDNN would then write its output NCHW, to be copied again downstream."""
+    if x.is_contiguous(memory_format=torch.channels_last) and (x.shape[1] != 1 or x.stride(1) == 1):
+        return x
+    return torch.empty_like(x, memory_format=torch.channels_last).copy_(x)
+
+
 class EqualLinear(nn.Module):
     """Linear layer with equalised learning rate (StyleGAN2).
 
@@ -203,7 +212,7 @@ class ConvStack(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # channels-last from here on (a no-op when the input already is): the convolutions run
         # without layout reorders and the token views ``(B, H, W, C)`` of the maps are free
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = channels_last(x)
         return self.blocks(conv2d_same(x, self.conv.weight, self.conv.bias, "relu").contiguous(memory_format=torch.channels_last))
 
 

@@ -19,7 +19,17 @@ from torch import nn
 
 from ..config import TransMRSRConfig
 from ..hub import PretrainedMixin
-from .layers import CPU_CHUNK_TOKENS, EqualConv2d, EqualLinear, Mlp, PixelNorm, ScaledLeakyReLU, linear, sinusoidal_grid
+from .layers import (
+    CPU_CHUNK_TOKENS,
+    EqualConv2d,
+    EqualLinear,
+    Mlp,
+    PixelNorm,
+    ScaledLeakyReLU,
+    _fused_cpu_inference,
+    linear,
+    sinusoidal_grid,
+)
 from .swin import WindowAttention
 from .truncation import LatentTruncation
 
@@ -102,6 +112,9 @@ class BilinearUpsample(nn.Module):
     embedding scaled by a learned ``alpha`` (initialised at 0). ``(B, H*W, C) -> (B, 4*H*W, C_out)``.
     """
 
+    #: tokens per chunk on the CPU inference path
+    CPU_CHUNK = CPU_CHUNK_TOKENS
+
     def __init__(self, dim: int, out_dim: int, out_resolution: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
@@ -116,8 +129,19 @@ class BilinearUpsample(nn.Module):
         # tokens of the result are a view too (no transposing copies around the upsampling)
         x = x.reshape(b, side, side, c).permute(0, 3, 1, 2)
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        x = linear(self.norm(x.permute(0, 2, 3, 1).reshape(b, 4 * length, c)), self.reduction)
-        return torch.addcmul(x, self.pos.to(x.dtype).flatten(1, 2), self.alpha.to(x.dtype))
+        tokens = x.permute(0, 2, 3, 1).reshape(b, 4 * length, c)
+        pos, alpha = self.pos.to(x.dtype).flatten(1, 2), self.alpha.to(x.dtype)
+        if b * 4 * length > 2 * self.CPU_CHUNK and _fused_cpu_inference(tokens, self.reduction.weight):
+            # CPU inference: norm, reduction and position term chunk by chunk into one buffer,
+            # instead of a normalised full-size copy and a second pass for the position term
+            out = tokens.new_empty(b, 4 * length, self.reduction.out_features)
+            step = max(1, self.CPU_CHUNK // b)
+            for start in range(0, 4 * length, step):
+                part = slice(start, start + step)
+                y = linear(self.norm(tokens[:, part]), self.reduction)
+                torch.addcmul(y, pos[:, part], alpha, out=out[:, part])
+            return out
+        return torch.addcmul(linear(self.norm(tokens), self.reduction), pos, alpha)
 
 
 class StyleLayer(nn.Module):

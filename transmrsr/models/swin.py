@@ -266,6 +266,9 @@ class SwinLayer(nn.Module):
 class PatchMerging(nn.Module):
     """2x2 space-to-depth, LayerNorm, Linear (no bias): ``(B, H, W, C) -> (B, H/2, W/2, C_out)``."""
 
+    #: output tokens per band on the CPU inference path
+    CPU_CHUNK = CPU_CHUNK_TOKENS
+
     def __init__(self, dim: int, out_dim: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(4 * dim)
@@ -273,7 +276,19 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
-        x = x.view(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(b, h // 2, w // 2, 4 * c)
+        if b * h * w // 4 > 2 * self.CPU_CHUNK and _fused_cpu_inference(x, self.reduction.weight):
+            # CPU inference: bands of output rows, so that the space-to-depth copy and its norm
+            # stay in cache instead of making two full-size round trips through memory
+            out = x.new_empty(b, h // 2, w // 2, self.reduction.out_features)
+            rows = max(1, self.CPU_CHUNK // (b * (w // 2)))
+            for r in range(0, h // 2, rows):
+                out[:, r : r + rows] = self._merge(x[:, 2 * r : 2 * (r + rows)])
+            return out
+        return self._merge(x)
+
+    def _merge(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        x = x.reshape(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(b, h // 2, w // 2, 4 * c)
         return linear(self.norm(x), self.reduction)
 
 
