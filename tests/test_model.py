@@ -813,6 +813,40 @@ def test_chunked_upsample_and_patch_merging_match_one_pass(monkeypatch, batch):
     torch.testing.assert_close(got_merge, ref_merge, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("batch", [1, 2])
+def test_whole_model_fast_paths_plain_inference_and_bf16_autocast_agree(monkeypatch, batch):
+    """The whole network four ways on the same input: the autograd ops (reference); CPU
+    inference with every chunked / in-place / fused path forced on (small chunks, so that each
+    map is several chunks); inference with the fused CPU kernels off, the ops a GPU runs; and
+    bf16 autocast, the dtype mix of the GPU path (its tolerance is bf16's). None of them may
+    write into the input."""
+    from transmrsr.models import layers, styleswin, swin
+
+    for cls in (swin.WindowAttention, layers.Mlp, styleswin.BilinearUpsample, swin.PatchMerging):
+        monkeypatch.setattr(cls, "CPU_CHUNK", 40)
+    monkeypatch.setattr(styleswin.AdaptiveInstanceNorm, "STAT_CHUNK", 40)
+    model = make_model(seed=3)
+    model.truncation.set_centroids(random_centroids(model.config))
+    x = random_input(batch, model.config.img_size, seed=4)
+    x0 = x.clone()
+    with torch.enable_grad():
+        ref = model(x, phi=0.7).detach()
+    with torch.inference_mode():
+        fast = model(x, phi=0.7)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # must leave the fp32-only fast paths
+            half = model(x, phi=0.7)
+        monkeypatch.setattr(layers, "FUSED_CPU_LINEAR", False)
+        monkeypatch.setattr(layers, "FUSED_CPU_CONV", False)
+        plain = model(x, phi=0.7)
+    assert torch.equal(x, x0)
+    torch.testing.assert_close(fast, ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(plain, ref, rtol=0, atol=1e-5)
+    assert torch.isfinite(half).all() and half.shape == ref.shape
+    # bf16 keeps 8 bits of mantissa: the predicted residual within a few per cent of its range
+    err = (half.float() - ref).abs().max().item()
+    assert err < 0.05 * max((ref - x).abs().max().item(), 1e-3), err
+
+
 @pytest.mark.parametrize("activation,use_residual", [("relu", False), ("leaky_relu", False), ("none", True), ("none", False)])
 def test_fused_cpu_conv_matches_the_plain_ops(activation, use_residual):
     from transmrsr.models.layers import conv2d_same

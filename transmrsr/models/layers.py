@@ -36,7 +36,8 @@ def linear(x: torch.Tensor, layer: nn.Linear, activation: str = "none") -> torch
 
 
 def _fused_cpu_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether :func:`linear` takes the oneDNN path: CPU, float32, gradients off, not compiling."""
+    """Whether :func:`linear` (and the chunked CPU paths) take the oneDNN path: CPU, float32,
+    gradients off, no CPU autocast (the oneDNN ops know nothing of it), not compiling."""
     return (
         FUSED_CPU_LINEAR
         and _ONEDNN_LINEAR is not None
@@ -44,6 +45,7 @@ def _fused_cpu_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
         and not torch.compiler.is_compiling()
     )
 
