@@ -5,7 +5,7 @@ Usage::
     python benchmarks/speed.py --quick                      # meant to take < 2 minutes on an idle 2-core CPU
     python benchmarks/speed.py [--presets tiny small paper] [--batch 1 8] [--paper-batch 1 8]
         [--repeats 3] [--pairs 7] [--warmup 1] [--threads 2] [--devices cpu cuda] [--authors DIR | --no-authors]
-        [--volume-presets small paper | --no-volume]
+        [--volume-presets small paper | --no-volume] [--cuda-modes fp32 bf16 compile]
 
 What it prints (markdown):
 
@@ -569,8 +569,12 @@ def time_row(model: nn.Module, row: Row, size: int, warmup: int, repeats: int, r
     return row
 
 
+#: the CUDA modes timed (``--cuda-modes``)
+cuda_modes: tuple[str, ...] = MODES_CUDA
+
+
 def modes_for(device: str) -> tuple[str, ...]:
-    return MODES_CUDA if device == "cuda" else ("fp32",)
+    return cuda_modes if device == "cuda" else ("fp32",)
 
 
 def time_model(model: nn.Module, impl: str, preset: str, size: int, devices: list[str], batches: list[int],
@@ -672,6 +676,11 @@ def volume_seconds(preset: str, device: str, scale: int, batch_size: int, rss_re
     lr = simulate_thick(hr, 2, scale)
     torch.manual_seed(0)
     model = TransMRSR(TransMRSRConfig.from_preset(preset)).eval()
+    if device == "cuda":  # CUDA context, kernels and autotuning outside the timed run
+        cx, cy = lr.shape[0] // 2, lr.shape[1] // 2  # a central slab: brain in every slice, none skipped
+        super_resolve(model, lr[cx - 8 : cx + 8, cy - 8 : cy + 8], 2, scale, batch_size=batch_size, device=device,
+                      show_progress=False)
+        _sync(device)
     gc.collect()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -717,6 +726,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="whole-volume runs (default: small, and paper on GPU; --quick: none)")
     ap.add_argument("--no-volume", action="store_true")
     ap.add_argument("--volume-batch", type=int, default=8)
+    ap.add_argument("--cuda-modes", nargs="+", choices=MODES_CUDA, default=list(MODES_CUDA),
+                    help="CUDA rows: fp32, bf16 (autocast), compile (torch.compile + bf16 autocast); default all")
     ap.add_argument("--scale", type=int, default=4)
     args = ap.parse_args(argv)
     if args.devices is None:
@@ -745,7 +756,9 @@ def fmt(v: float | None, digits: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global cuda_modes
     args = parse_args(argv)
+    cuda_modes = tuple(m for m in MODES_CUDA if m in args.cuda_modes)
     torch.set_num_threads(args.threads)
     rss_resettable = _reset_rss_peak()
     t_start = time.perf_counter()
