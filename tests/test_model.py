@@ -611,6 +611,30 @@ def test_window_attention_matches_reference(dim, attn_dim, heads, resolution, wi
         assert (unmasked - expected).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("heads,chunked", [(4, False), (2, True)])
+def test_window_attention_padded_head_width_matches_reference(monkeypatch, heads, chunked):
+    """Head widths padded for a device's fused kernel (CUDA's takes multiples of 8; forced on
+    the CPU here) give the same attention: zero columns add nothing, the scale is the true
+    width's. Shifted windows with border groups, one pass and chunked, with gradients on."""
+    padded = []
+    real_pad = F.pad
+    monkeypatch.setattr(F, "pad", lambda t, p, *a, **k: padded.append(t.shape[-1] + p[1]) or real_pad(t, p, *a, **k))
+    monkeypatch.setattr(WindowAttention, "HEAD_ALIGN", {"cpu": 8})
+    if chunked:
+        monkeypatch.setattr(WindowAttention, "CPU_CHUNK", 40)
+    torch.manual_seed(5)
+    attn = WindowAttention(16, 12, heads, 16, 4, shift=2)  # head width 3 or 6: padded to 8
+    x = torch.randn(2, 256, 16, requires_grad=True)
+    ref = reference_window_attention(attn, x)
+    out = attn(x)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+    out.square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    with torch.inference_mode():
+        torch.testing.assert_close(attn(x.detach()), ref.detach(), rtol=0, atol=1e-5)
+    assert padded and set(padded) == {8}  # q, k and v went to the kernel 8 wide
+
+
 def test_window_attention_single_window_drops_shift():
     # the map is one window: window clipped to the resolution, no shift, full attention
     attn = _randomised_attention(8, 8, 2, 4, 8, 4)

@@ -129,6 +129,11 @@ class WindowAttention(nn.Module):
 
     #: tokens per group on the CPU inference path (see :meth:`_chunked`)
     CPU_CHUNK = CPU_CHUNK_TOKENS
+    #: head-width multiple per device type that the fused attention kernels need: CUDA's
+    #: memory-efficient kernel (the one that takes an additive mask) wants widths divisible by 8
+    #: in half precision, and the ``paper`` encoder's 256² level has width 4; without the padding
+    #: that level falls back to the math path, which writes every window's score matrix
+    HEAD_ALIGN: dict[str, int] = {"cuda": 8}
 
     def attn_bias(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(bias (1, heads, N, N), mixed (1, n_mixed, heads, N, N) or None)``: the relative-position
@@ -212,7 +217,14 @@ class WindowAttention(nn.Module):
         qkv = linear(xw, self.qkv).view(b * k, n, heads, 3, d)
         q, k_, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)
         bias, mixed = self.attn_bias(q.dtype)
-        out = F.scaled_dot_product_attention(q, k_, v, attn_mask=bias)  # (B*k, heads, N, d)
+        # head widths the fused kernels of this device cannot take are zero-padded: zero columns
+        # add nothing to q.k, and the output's extra columns (zero) are dropped; the scale stays
+        # that of the true width
+        pad = -d % self.HEAD_ALIGN.get(q.device.type, 1)
+        if pad:
+            q, k_, v = (F.pad(t, (0, pad)) for t in (q, k_, v))
+        dk, scale = d + pad, (d**-0.5 if pad else None)  # None: the kernel's own 1/sqrt(d)
+        out = F.scaled_dot_product_attention(q, k_, v, attn_mask=bias, scale=scale)  # (B*k, heads, N, dk)
         first_mixed = n_windows - self.n_mixed  # border windows come last in window order
         m0 = max(first_mixed, w0) - w0  # the first border window of this group, if any
         if self.n_mixed and m0 < k:
@@ -221,17 +233,20 @@ class WindowAttention(nn.Module):
             m = k - m0
 
             def border(t: torch.Tensor) -> torch.Tensor:
-                return t.unflatten(0, (b, k))[:, m0:].reshape(b * m, heads, n, d)
+                return t.unflatten(0, (b, k))[:, m0:].reshape(b * m, heads, n, dk)
 
             lo = w0 + m0 - first_mixed
             mask = mixed[:, lo : lo + m].expand(b, m, heads, n, n).reshape(b * m, heads, n, n)  # a view when B = 1
-            o_m = F.scaled_dot_product_attention(border(q), border(k_), border(v), attn_mask=mask)
-            out = out.view(b, k, heads, n, d)
+            o_m = F.scaled_dot_product_attention(border(q), border(k_), border(v), attn_mask=mask, scale=scale)
+            out = out.view(b, k, heads, n, dk)
             if torch.is_grad_enabled():
-                out = torch.cat([out[:, :m0], o_m.view(b, m, heads, n, d)], dim=1)
+                out = torch.cat([out[:, :m0], o_m.view(b, m, heads, n, dk)], dim=1)
             else:
-                out[:, m0:] = o_m.view(b, m, heads, n, d)
-        out = out.view(b, k, heads, n, d).transpose(2, 3).reshape(b, k * n, self.attn_dim)
+                out[:, m0:] = o_m.view(b, m, heads, n, dk)
+        out = out.view(b, k, heads, n, dk)
+        if pad:
+            out = out[..., :d]
+        out = out.transpose(2, 3).reshape(b, k * n, self.attn_dim)
         return linear(out, self.proj)
 
     def extra_repr(self) -> str:
