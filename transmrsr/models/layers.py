@@ -50,6 +50,20 @@ def _fused_cpu_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
+def chunked_cpu_path(tokens: int, chunk: int, x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether a module takes its chunk-by-chunk CPU inference path: the fused CPU path
+    (:func:`_fused_cpu_inference`) and more than two chunks of ``chunk`` tokens to work on
+    (``tokens`` counts every slice of the batch); smaller maps run in one pass."""
+    return tokens > 2 * chunk and _fused_cpu_inference(x, weight)
+
+
+def token_chunks(length: int, batch: int, chunk: int) -> list[slice]:
+    """Slices of the token axis (``length`` tokens per slice) holding about ``chunk`` tokens of
+    the whole batch each: the same tokens of every slice, so per-slice norms still apply."""
+    step = max(1, chunk // batch)
+    return [slice(start, start + step) for start in range(0, length, step)]
+
+
 _ONEDNN_CONV = (
     getattr(torch.ops.mkldnn, "_convolution_pointwise", None) if torch.backends.mkldnn.is_available() else None
 )
@@ -240,7 +254,7 @@ class Mlp(nn.Module):
         norm: Callable[[torch.Tensor], torch.Tensor] | None = None,
         inplace: bool = False,
     ) -> torch.Tensor:
-        if x.numel() > 2 * self.CPU_CHUNK * x.shape[-1] and _fused_cpu_inference(x, self.fc1.weight):
+        if chunked_cpu_path(x.numel() // x.shape[-1], self.CPU_CHUNK, x, self.fc1.weight):
             return self._chunked(x, residual, norm, inplace)
         y = self._mlp(x if norm is None else norm(x))
         return y if residual is None else residual + y
@@ -268,9 +282,7 @@ class Mlp(nn.Module):
             out = res
         else:
             out = torch.empty((*x.shape[:-1], self.fc2.out_features), dtype=x.dtype, device=x.device)
-        step = max(1, self.CPU_CHUNK // x.shape[0])
-        for start in range(0, x.shape[1], step):
-            part = slice(start, start + step)
+        for part in token_chunks(x.shape[1], x.shape[0], self.CPU_CHUNK):
             y = self._mlp(x[:, part] if norm is None else norm(x[:, part]))
             if res is None:
                 out[:, part] = y

@@ -26,9 +26,10 @@ from .layers import (
     Mlp,
     PixelNorm,
     ScaledLeakyReLU,
-    _fused_cpu_inference,
+    chunked_cpu_path,
     linear,
     sinusoidal_grid,
+    token_chunks,
 )
 from .swin import WindowAttention
 from .truncation import LatentTruncation
@@ -131,13 +132,11 @@ class BilinearUpsample(nn.Module):
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         tokens = x.permute(0, 2, 3, 1).reshape(b, 4 * length, c)
         pos, alpha = self.pos.to(x.dtype).flatten(1, 2), self.alpha.to(x.dtype)
-        if b * 4 * length > 2 * self.CPU_CHUNK and _fused_cpu_inference(tokens, self.reduction.weight):
+        if chunked_cpu_path(b * 4 * length, self.CPU_CHUNK, tokens, self.reduction.weight):
             # CPU inference: norm, reduction and position term chunk by chunk into one buffer,
             # instead of a normalised full-size copy and a second pass for the position term
             out = tokens.new_empty(b, 4 * length, self.reduction.out_features)
-            step = max(1, self.CPU_CHUNK // b)
-            for start in range(0, 4 * length, step):
-                part = slice(start, start + step)
+            for part in token_chunks(4 * length, b, self.CPU_CHUNK):
                 y = linear(self.norm(tokens[:, part]), self.reduction)
                 torch.addcmul(y, pos[:, part], alpha, out=out[:, part])
             return out

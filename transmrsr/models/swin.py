@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import CPU_CHUNK_TOKENS, DropPath, Mlp, _fused_cpu_inference, conv2d_same, linear
+from .layers import CPU_CHUNK_TOKENS, DropPath, Mlp, chunked_cpu_path, conv2d_same, linear
 
 
 def relative_position_index(window: int) -> torch.Tensor:
@@ -167,7 +167,7 @@ class WindowAttention(nn.Module):
     ) -> torch.Tensor:
         b, length, _ = x.shape
         n_windows = length // (self.window * self.window)
-        if b * length > 2 * self.CPU_CHUNK and _fused_cpu_inference(x, self.qkv.weight):
+        if chunked_cpu_path(b * length, self.CPU_CHUNK, x, self.qkv.weight):
             return self._chunked(x, n_windows, norm, residual, inplace)
         xw = x.index_select(1, self.order)
         out = self._attend(xw if norm is None else norm(xw), 0, n_windows, n_windows)
@@ -291,7 +291,7 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
-        if b * h * w // 4 > 2 * self.CPU_CHUNK and _fused_cpu_inference(x, self.reduction.weight):
+        if chunked_cpu_path(b * h * w // 4, self.CPU_CHUNK, x, self.reduction.weight):
             # CPU inference: bands of output rows, so that the space-to-depth copy and its norm
             # stay in cache instead of making two full-size round trips through memory
             out = x.new_empty(b, h // 2, w // 2, self.reduction.out_features)
