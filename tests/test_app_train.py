@@ -64,6 +64,9 @@ def test_train_tab_start_status_log_stop(server, browser, data_dir, runs, tiny_d
     page.goto(server)
     page.get_by_role("tab", name="Train").click()
     expect(page.locator("#train-start")).to_be_visible(timeout=30_000)
+    page.get_by_text("More options").click()
+    log_every = page.locator("#train-log-every input[type=number]")
+    expect(log_every).to_be_visible(timeout=30_000)
     # the form shows the fields of the chosen stage
     expect(page.locator("#train-gan")).to_be_hidden()
     page.locator("#train-stage").get_by_label("stage 2 · super-resolution").check()
@@ -76,8 +79,11 @@ def test_train_tab_start_status_log_stop(server, browser, data_dir, runs, tiny_d
     page.locator("#train-preset").get_by_label("tiny").check()
     page.locator("#train-batch input[type=number]").fill("4")
     page.locator("#train-steps input[type=number]").fill("100000")
-    page.get_by_text("More options").click()
-    page.locator("#train-log-every input[type=number]").fill("2")
+    # the accordion was opened first (above): a field filled while it mounts went back to its
+    # default (10) in about one run of ten; start only once the field holds the value
+    log_every.fill("2")
+    log_every.press("Tab")
+    expect(log_every).to_have_value("2")
     page.locator("#train-start").click()
 
     status, progress, log = page.locator("#train-status"), page.locator("#train-progress"), page.locator("#train-log textarea")
