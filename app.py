@@ -2,32 +2,59 @@
 
 Run locally with ``python app.py`` (add ``--port``, ``--share``); on a Hugging Face Space this
 file is the entry point. All model and image work is done by the ``transmrsr`` package; this
-file only builds the interface and wires events to it.
+file only builds the interface and wires events to it. A public deployment (``--public`` or
+``TRANSMRSR_PUBLIC=1``) serves only the bundled and allow-listed models; see the README's
+"Security / public deployment" section for every setting.
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
 import os
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
 
-from transmrsr import PretrainedLoadError, TransMRSR
 from transmrsr.data.io import VolumeError
 from transmrsr.inference import DEFAULT_FUSION
-from transmrsr.studio import Case, panels, phi_sweep, run_case
+from transmrsr.serving import (
+    BUNDLED,
+    FactorNotServed,
+    LoadedModel,
+    ModelNotAllowed,
+    ModelPolicy,
+    ModelRegistry,
+    SessionRegistry,
+    parse_list,
+    public_message,
+)
+from transmrsr.studio import Case, Plan, panels, phi_sweep, plan_volume, run_case
 
 REPO = Path(__file__).resolve().parent
 CHECKPOINTS = REPO / "checkpoints"
 EXAMPLES = REPO / "examples"
 MAX_UPLOAD = os.environ.get("TRANSMRSR_MAX_UPLOAD", "300mb")
-WORK_DIR = Path(os.environ.get("TRANSMRSR_WORK_DIR", tempfile.mkdtemp(prefix="transmrsr-app-")))
+#: Outputs, one private folder per session under WORK_DIR/sessions; the same folder across restarts, so
+#: leftovers of an earlier process are swept by age.
+WORK_DIR = Path(os.environ.get("TRANSMRSR_WORK_DIR") or Path(tempfile.gettempdir()) / "transmrsr-app")
 #: Reader-study store (SQLite + label NIfTIs); persistent, unlike WORK_DIR. Set by --annotations.
 ANNOTATIONS_DIR = Path(os.environ.get("TRANSMRSR_ANNOTATIONS", REPO / "annotations"))
 #: The Train tab runs jobs and reads server paths: off unless --enable-training or this variable is 1.
 TRAINING_ENABLED = os.environ.get("TRANSMRSR_ENABLE_TRAINING", "") == "1"
+#: A public deployment: only bundled / allow-listed models, study and operator codes required.
+PUBLIC = os.environ.get("TRANSMRSR_PUBLIC", "") == "1"
+#: Seconds a session's folder and case live without use (and the age at which uploads are deleted).
+SESSION_TTL = float(os.environ.get("TRANSMRSR_SESSION_TTL", "3600"))
+#: Reader study: the code readers enter to save readings (required on a public deployment).
+STUDY_CODE = os.environ.get("TRANSMRSR_STUDY_CODE", "")
+#: Reader study: the code that unlocks the pooled summary and the exports.
+OPERATOR_CODE = os.environ.get("TRANSMRSR_OPERATOR_CODE", "")
+#: Local use: the study operator's functions without a code (refused on a public deployment).
+STUDY_OPERATOR = os.environ.get("TRANSMRSR_STUDY_OPERATOR", "") == "1"
 
 try:  # GPU on a Hugging Face ZeroGPU Space; plain CUDA or CPU elsewhere
     import spaces  # type: ignore
@@ -39,29 +66,35 @@ except ImportError:  # pragma: no cover - the usual case off Spaces
         return fn
 
 
-_MODELS: dict[str, TransMRSR] = {}
+def model_policy(allowed: tuple[str, ...] = (), cache_size: int | None = None) -> ModelPolicy:
+    """The Model box's policy from the settings (env, then flags)."""
+    return ModelPolicy(
+        bundled_root=CHECKPOINTS, public=PUBLIC,
+        allowed=tuple(allowed) or parse_list(os.environ.get("TRANSMRSR_ALLOWED_MODELS")),
+        default=os.environ.get("TRANSMRSR_MODEL", "").strip() or BUNDLED,
+        cache_size=int(cache_size or os.environ.get("TRANSMRSR_MODEL_CACHE", "2")),
+    )
+
+
+MODELS = ModelRegistry(model_policy())
+SESSIONS = SessionRegistry(WORK_DIR / "sessions", ttl_s=SESSION_TTL)
 
 
 def bundled_model(scale: int) -> Path:
-    return CHECKPOINTS / f"transmrsr-small-t1-x{scale}"
+    return MODELS.policy.bundled_path(scale)
 
 
-def get_model(spec: str, scale: int) -> TransMRSR:
-    """Load (once) the model named by ``spec``: "bundled", a local folder or a Hub repo id."""
-    spec = (spec or "").strip() or os.environ.get("TRANSMRSR_MODEL", "") or "bundled"
-    key = f"{spec}@x{scale}" if spec == "bundled" else spec
-    if key not in _MODELS:
-        source = bundled_model(scale) if spec == "bundled" else spec
-        if spec == "bundled" and not (Path(source) / "model.safetensors").is_file():
-            raise gr.Error(
-                f"No bundled weights for ×{scale} in this installation yet; enter a weights folder or a Hugging Face "
-                "repo id in 'Model'."
-            )
-        try:
-            _MODELS[key] = TransMRSR.from_pretrained(source)
-        except PretrainedLoadError as exc:
-            raise gr.Error(str(exc)) from None
-    return _MODELS[key]
+def user_error(exc: BaseException | str) -> gr.Error:
+    """A message for the page: the problem, never a server path."""
+    return gr.Error(public_message(str(exc)))
+
+
+def get_model(spec: str, factor: int) -> LoadedModel:
+    """The model ``spec`` names for ``factor`` (checked against the policy, loaded once, LRU)."""
+    try:
+        return MODELS.get(spec, int(factor))
+    except ValueError as exc:  # ModelNotAllowed, FactorNotServed, a folder without weights
+        raise user_error(exc) from None
 
 
 def _file_path(f) -> str | None:
@@ -70,28 +103,68 @@ def _file_path(f) -> str | None:
     return f if isinstance(f, str) else getattr(f, "name", None) or getattr(f, "path", None)
 
 
-@gpu
-def _run(volume_file, model_spec, scale, phi, fusion, progress=gr.Progress()) -> Case:
+def _sid(request: gr.Request | None) -> str:
+    """The session's key (the Gradio session hash; API clients have one too)."""
+    return (getattr(request, "session_hash", None) or "no-session") if request is not None else "no-session"
+
+
+def prepare(volume_file, model_spec: str, scale: int) -> tuple[str, Plan, LoadedModel]:
+    """Check the upload and the model before any inference: (path, plan, loaded model). The
+    factor comes from a thick-slice file's header, the scale choice only for isotropic uploads;
+    an unsupported factor or model is refused here, fast, with a clear message."""
     path = _file_path(volume_file)
     if not path:
         raise gr.Error("Upload a .nii or .nii.gz volume first (or pick an example).")
-    model = get_model(model_spec, int(scale))
-    progress(0, desc="super-resolving")
+    try:
+        plan = plan_volume(path, int(scale))
+        MODELS.check(model_spec, plan.factor)
+    except (VolumeError, ModelNotAllowed, FactorNotServed) as exc:
+        raise user_error(exc) from None
+    return path, plan, get_model(model_spec, plan.factor)
+
+
+def _eta_reporter(progress, label: str) -> Callable[[int, int], None]:
+    """A ``(done, total)`` callback that moves the page's progress bar, with an ETA."""
+    start = time.monotonic()
 
     def report(done: int, total: int) -> None:
-        progress(done / max(total, 1), desc=f"slice {done}/{total}")
+        elapsed = time.monotonic() - start
+        eta = elapsed / done * (total - done) if done else None
+        progress(done / max(total, 1), desc=f"{label}: slice {done}/{total}"
+                 + (f" · ETA {eta:.0f} s" if eta is not None else ""))
 
+    return report
+
+
+@gpu
+def _run(volume_file, model_spec, scale, phi, fusion, folder: Path, progress=None) -> Case:
+    path, plan, loaded = prepare(volume_file, model_spec, scale)
+    if progress is not None:
+        progress(0, desc=f"×{plan.factor} with {loaded.name}: starting")
+    report = _eta_reporter(progress, f"×{plan.factor}") if progress is not None else None
+    served = MODELS.policy.bundled_factors() if loaded.bundled else None  # a custom model's are unknown
     try:
-        return run_case(path, model, WORK_DIR, scale=int(scale), phi=float(phi), fusion=bool(fusion), progress=report)
-    except VolumeError as exc:
-        raise gr.Error(str(exc)) from None
+        return run_case(path, loaded.model, folder, scale=int(scale), phi=float(phi), fusion=bool(fusion),
+                        progress=report, plan=plan, model_name=loaded.name, model_version=loaded.version,
+                        served=served)
+    except ValueError as exc:  # VolumeError, or a file changed since its header was read
+        raise user_error(exc) from None
 
 
-def _view(case: Case | None, model_spec, plane, index, phi):
+def _case(ref) -> Case | None:
+    return SESSIONS.case(ref) if isinstance(ref, str) else None
+
+
+def _model_of(case: Case, model_spec):
+    """The model that made ``case`` (for φ previews): the same factor, same Model box."""
+    return get_model(model_spec, case.factor).model
+
+
+def _view(case_ref, model_spec, plane, index, phi):
+    case = _case(case_ref)
     if case is None:
         return None, None, None, None, None, ""
-    model = get_model(model_spec, case.factor)
-    p = panels(case, model, plane, int(index), float(phi))
+    p = panels(case, _model_of(case, model_spec), plane, int(index), float(phi))
     note = f"slice {int(index)} of {case.n_slices(plane)} ({plane})"
     if p["psnr_sr"] is not None:
         note += f" · slice PSNR: SR {p['psnr_sr']} dB, cubic {p['psnr_lr']} dB"
@@ -103,52 +176,96 @@ def _view(case: Case | None, model_spec, plane, index, phi):
     return p["lr"], p["sr"], p["hr"], p["error"], (p["lr"], p["sr"]), note
 
 
+def _safe_view(case_ref, model_spec, plane, index, phi):
+    """:func:`_view`, but a drawing error becomes a note: the finished SR stays (and downloads)."""
+    try:
+        return _view(case_ref, model_spec, plane, index, phi)
+    except Exception as exc:  # noqa: BLE001 - any viewer failure; the run's result is kept
+        msg = public_message(f"{exc.__class__.__name__}: {exc}" if not isinstance(exc, gr.Error) else exc.message)
+        return None, None, None, None, None, f"The SR is done (download it below), but this slice could not be drawn: {msg}"
+
+
 def plane_axis(plane: str) -> int:
     from transmrsr.viewer import PLANES
 
     return PLANES[plane]
 
 
-def on_run(volume_file, model_spec, scale, phi, fusion, plane, progress=gr.Progress()):
-    case = _run(volume_file, model_spec, scale, phi, fusion, progress)
+NO_REFERENCE = ("**No HR reference**: this is a real thick-slice upload, so there is nothing to compare the SR "
+                "with (no HR panel, error map or PSNR). Upload an isotropic scan to see them.")
+
+
+def _warnings_md(case: Case) -> str:
+    return "\n\n".join(f"⚠️ {w}" for w in case.warnings)
+
+
+def on_run(volume_file, model_spec, scale, phi, fusion, plane, request: gr.Request, progress=gr.Progress()):
+    sid = _sid(request)
+    case = _run(volume_file, model_spec, scale, phi, fusion, SESSIONS.folder(sid), progress)
+    ref = SESSIONS.set_case(sid, case)
     n = case.n_slices(plane)
     idx = n // 2
-    lr, sr, hr, err, pair, note = _view(case, model_spec, plane, idx, phi)
+    lr, sr, hr, err, pair, note = _safe_view(ref, model_spec, plane, idx, phi)
     info = (
         f"**{case.name}** · thick axis {case.axis}, ×{case.factor}"
         + (" (simulated from the isotropic upload, which is kept as reference)" if case.simulated else " (from the header)")
+        + f" · model {case.model_name} ({case.model_version})"
         + f" · output {case.shape} voxels of {', '.join(f'{z:.2f}' for z in case.zooms)} mm"
     )
-    rows = [[m["method"], m["PSNR (dB)"], m["SSIM"], m["PSNR mask (dB)"], m["SSIM mask"]] for m in case.metrics]
+    for w in case.warnings:
+        gr.Warning(w)
+    rows = [[m["method"], m["PSNR mask (dB)"], m["SSIM mask"], m["PSNR (dB)"], m["SSIM"]] for m in case.metrics]
+    has_hr = case.hr is not None
     return (
-        case, gr.update(maximum=n - 1, value=idx), lr, sr, hr, err, pair, note, info,
-        gr.update(value=rows), str(case.sr_path),
+        ref, gr.update(maximum=n - 1, value=idx), lr, sr, gr.update(value=hr, visible=has_hr),
+        gr.update(value=err, visible=has_hr), pair, note, info, gr.update(value=rows, visible=has_hr),
+        str(case.sr_path), gr.update(value=_warnings_md(case), visible=bool(case.warnings)),
+        gr.update(visible=not has_hr), model_card_of(MODELS.loaded_entry(model_spec, case.factor)),
     )
 
 
-def on_plane(case, model_spec, plane, phi):
+def on_new_upload(request: gr.Request):
+    """A new upload makes the shown results stale: free them and clear the page."""
+    SESSIONS.drop_case(_sid(request))
+    return (None, gr.update(maximum=1, value=0), None, None, gr.update(value=None, visible=True),
+            gr.update(value=None, visible=True), None, "", "", gr.update(value=None, visible=True), None,
+            gr.update(value="", visible=False), gr.update(visible=False), None)
+
+
+def on_session_end(request: gr.Request) -> None:
+    """The browser tab closed: delete the session's folder and free its case."""
+    SESSIONS.close(_sid(request))
+
+
+def on_plane(case_ref, model_spec, plane, phi):
+    case = _case(case_ref)
     if case is None:
         return gr.update(), None, None, None, None, None, ""
     n = case.n_slices(plane)
-    return (gr.update(maximum=n - 1, value=n // 2), *_view(case, model_spec, plane, n // 2, phi))
+    return (gr.update(maximum=n - 1, value=n // 2), *_safe_view(case_ref, model_spec, plane, n // 2, phi))
 
 
-def on_sweep(case, model_spec, plane, index):
+def on_sweep(case_ref, model_spec, plane, index):
+    case = _case(case_ref)
     if case is None:
         raise gr.Error("Run a volume first.")
     try:
-        return phi_sweep(case, get_model(model_spec, case.factor), plane, int(index))
+        return phi_sweep(case, _model_of(case, model_spec), plane, int(index))
     except ValueError as exc:
-        raise gr.Error(str(exc)) from None
+        raise user_error(exc) from None
 
 
 @gpu
-def super_resolve_api(volume_file, scale: int = 4, phi: float = 0.9):
-    """Named API endpoint ``/super_resolve``: (volume_file, scale, phi) -> (SR NIfTI, metrics)."""
-    case = _run(volume_file, "", int(scale), float(phi), DEFAULT_FUSION)
+def super_resolve_api(volume_file, scale: int = 4, phi: float = 0.9, request: gr.Request = None):
+    """Named API endpoint ``/super_resolve``: (volume_file, scale, phi) -> (SR NIfTI, metrics). The
+    scale applies to isotropic uploads; a thick-slice file is run at its header's factor."""
+    sid = _sid(request)
+    case = _run(volume_file, "", int(scale), float(phi), DEFAULT_FUSION, SESSIONS.folder(sid))
+    SESSIONS.set_case(sid, case)
     return str(case.sr_path), {
-        "axis": case.axis, "scale": case.factor, "fusion": case.fusion, "shape": list(case.shape), "simulated_from_hr": case.simulated,
-        "metrics": case.metrics,
+        "axis": case.axis, "scale": case.factor, "fusion": case.fusion, "shape": list(case.shape),
+        "simulated_from_hr": case.simulated, "model": case.model_name, "model_version": case.model_version,
+        "input_sha256": case.input_sha256, "warnings": case.warnings, "metrics": case.metrics,
     }
 
 
@@ -159,7 +276,7 @@ from datetime import datetime  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from transmrsr.annotations import AnnotationStore, Reading  # noqa: E402
+from transmrsr.annotations import MAX_LENGTHS, AnnotationStore, Reading  # noqa: E402
 from transmrsr.studio import painted_region, reader_image, reader_items  # noqa: E402
 from transmrsr.viewer import PLANES  # noqa: E402
 
@@ -167,6 +284,7 @@ ANN_COMPARE = ["cubic interpolation", "TransMRSR at another φ"]
 ANN_RATINGS = [("1 · unusable", 1), ("2", 2), ("3", 3), ("4", 4), ("5 · excellent", 5)]
 ANN_SUMMARY_HEADERS = ["method", "n", "mean rating", "hallucination rate", "artifact rate"]
 ANN_NO_CASE = "Run a volume in the Super-resolve tab first: there is nothing to annotate yet."
+ANN_FINISHED = "You have finished this reading session; reload the page to start another."
 
 
 def annotation_store(create: bool = True) -> AnnotationStore | None:
@@ -177,10 +295,38 @@ def annotation_store(create: bool = True) -> AnnotationStore | None:
     return AnnotationStore(db)
 
 
-def ann_summary_rows() -> list[list]:
+def _summary_rows(reader: str | None) -> list[list]:
     store = annotation_store(create=False)
     return [[r["method"], r["n"], r["mean_rating"], r["hallucination_rate"], r["artifact_rate"]]
-            for r in (store.summary() if store else [])]
+            for r in (store.summary(reader) if store else [])]
+
+
+def study_code_required() -> bool:
+    """Readers must enter the study code: always on a public deployment, elsewhere when one is set."""
+    return PUBLIC or bool(STUDY_CODE)
+
+
+def check_study_code(code) -> None:
+    """gr.Error unless ``code`` is the operator's study code (or none is needed)."""
+    if not study_code_required():
+        return
+    if not STUDY_CODE:
+        raise gr.Error("The reader study is closed on this server (the operator has set no study code).")
+    if not hmac.compare_digest(str(code or "").strip().encode(), STUDY_CODE.encode()):
+        raise gr.Error("Enter the study code the study's operator gave you in 'Study code'.")
+
+
+def check_operator(code) -> None:
+    """gr.Error unless the caller is the study operator: the operator code when one is set; else a
+    local server started with --study-operator (never a public one)."""
+    if OPERATOR_CODE:
+        if hmac.compare_digest(str(code or "").strip().encode(), OPERATOR_CODE.encode()):
+            return
+        raise gr.Error("Exports and the pooled summary are for the study's operator: enter the operator code.")
+    if STUDY_OPERATOR and not PUBLIC:
+        return
+    raise gr.Error("Exports and the pooled summary are for the study's operator: the server needs "
+                   "TRANSMRSR_OPERATOR_CODE (or, on a local server, --study-operator).")
 
 
 def _editor_value(image):
@@ -191,21 +337,22 @@ def _ann_view(case: Case, model_spec, plane, index, compare, other_phi, seed) ->
     """The blinded items of one slice; kept in server-side state, never sent to the browser."""
     compare_phi = float(other_phi) if compare == ANN_COMPARE[1] else None
     items = reader_items(case, plane, int(index), compare_phi, int(seed or 0))  # ValueError: not on this plane
-    model = get_model(model_spec, case.factor) if compare_phi is not None else None
+    model = _model_of(case, model_spec) if compare_phi is not None else None
     images = [reader_image(case, model, plane, int(index), it["phi"], one_plane=it["one_plane"]) for it in items]
-    return {"case": case.name, "sr_path": str(case.sr_path), "plane": plane, "slice": int(index), "items": items,
+    return {"case": case.case_id, "sr_path": str(case.sr_path), "plane": plane, "slice": int(index), "items": items,
             "images": images, "saved": {}}
 
 
-def ann_show(case, model_spec, plane, index, compare, other_phi, seed):
+def ann_show(case_ref, model_spec, plane, index, compare, other_phi, seed):
     """-> view state, Image A, Image B, picked image, editor, status."""
+    case = _case(case_ref)
     if case is None:
         return None, None, None, gr.update(), None, ANN_NO_CASE
     try:
         view = _ann_view(case, model_spec, plane, index, compare, other_phi, seed)
     except ValueError as exc:  # a choice that cannot be shown: say so, show nothing (Save then refuses)
-        gr.Warning(str(exc))
-        return None, None, None, gr.update(), None, f"Nothing to rate here: {exc}."
+        gr.Warning(public_message(str(exc)))
+        return None, None, None, gr.update(), None, f"Nothing to rate here: {public_message(str(exc))}."
     labels = " and ".join(it["label"] for it in view["items"])
     status = (f"{plane} slice {int(index)} of {case.n_slices(plane)}: {labels} in random order. "
               "Pick one, rate it, paint what you flag, save; then the other.")
@@ -213,27 +360,29 @@ def ann_show(case, model_spec, plane, index, compare, other_phi, seed):
             _editor_value(view["images"][0]), status)
 
 
-def ann_on_case(case, model_spec, compare, other_phi, seed):
+def ann_on_case(case_ref, model_spec, compare, other_phi, seed):
     """A new run: show its middle slice on the plane the network works on."""
+    case = _case(case_ref)
     if case is None:
         return gr.update(), gr.update(), *ann_show(None, model_spec, "coronal", 0, compare, other_phi, seed)
     plane = next(p for p, a in PLANES.items() if a == case.slice_axis)
     n = case.n_slices(plane)
     return (gr.update(value=plane), gr.update(maximum=n - 1, value=n // 2),
-            *ann_show(case, model_spec, plane, n // 2, compare, other_phi, seed))
+            *ann_show(case_ref, model_spec, plane, n // 2, compare, other_phi, seed))
 
 
-def ann_on_plane(case, model_spec, plane, compare, other_phi, seed):
+def ann_on_plane(case_ref, model_spec, plane, compare, other_phi, seed):
+    case = _case(case_ref)
     if case is None:
         return gr.update(), *ann_show(None, model_spec, plane, 0, compare, other_phi, seed)
     n = case.n_slices(plane)
-    return gr.update(maximum=n - 1, value=n // 2), *ann_show(case, model_spec, plane, n // 2, compare, other_phi, seed)
+    return gr.update(maximum=n - 1, value=n // 2), *ann_show(case_ref, model_spec, plane, n // 2, compare, other_phi, seed)
 
 
-def ann_on_phi(case, model_spec, plane, index, compare, other_phi, seed):
+def ann_on_phi(case_ref, model_spec, plane, index, compare, other_phi, seed):
     if compare != ANN_COMPARE[1]:  # the other φ is not in use
         return (gr.update(),) * 6
-    return ann_show(case, model_spec, plane, index, compare, other_phi, seed)
+    return ann_show(case_ref, model_spec, plane, index, compare, other_phi, seed)
 
 
 def ann_pick(view, which):
@@ -257,10 +406,16 @@ def _painted_mask(editor) -> np.ndarray | None:
     return np.logical_or.reduce([m for m in masks if m.shape == masks[0].shape])
 
 
-def ann_check(case, view, reader, which, rating) -> None:
+def ann_check(case_ref, view, reader, which, rating, code, finished) -> None:
     """What Save needs, as clear messages (its own step, without outputs: no error badges on the form)."""
+    if finished:
+        raise gr.Error(ANN_FINISHED)
+    check_study_code(code)
     if not (reader or "").strip():
         raise gr.Error("Enter your name in 'Reader' before saving.")
+    if len(reader.strip()) > MAX_LENGTHS["reader"]:
+        raise gr.Error(f"'Reader' is too long ({MAX_LENGTHS['reader']} characters at most).")
+    case = _case(case_ref)
     if case is None:
         raise gr.Error(ANN_NO_CASE)
     if rating in (None, ""):
@@ -272,20 +427,24 @@ def ann_check(case, view, reader, which, rating) -> None:
         raise gr.Error(f"Pick which image you are rating ({' or '.join(labels)}).")
 
 
-def ann_save(case, view, reader, which, rating, hallucination, artifact, note, editor):
-    """Store the reading of the picked image (+ its painted region in the case's label NIfTI)."""
-    ann_check(case, view, reader, which, rating)
+def ann_save(case_ref, view, reader, which, rating, hallucination, artifact, note, editor, code, finished):
+    """Store the reading of the picked image (+ its painted region in the case's label NIfTI), with
+    the model, its version, the scale, φ and the input's SHA-256."""
+    ann_check(case_ref, view, reader, which, rating, code, finished)
+    case = _case(case_ref)
     labels = [it["label"] for it in view["items"]]
     item = view["items"][labels.index(which)]
     mask = _painted_mask(editor)
     region = painted_region(case, view["plane"], mask) if mask is not None else None
-    reading = Reading(reader=reader.strip(), case_name=case.name, plane=view["plane"], slice=view["slice"],
-                      method=item["method"], rating=int(rating), phi=item["phi"], hallucination=bool(hallucination),
-                      artifact=bool(artifact), note=(note or "").strip())
+    reading = Reading(reader=reader.strip(), case_name=case.name[:MAX_LENGTHS["case_name"]], plane=view["plane"],
+                      slice=view["slice"], method=item["method"], rating=int(rating), phi=item["phi"],
+                      hallucination=bool(hallucination), artifact=bool(artifact), note=(note or "").strip(),
+                      case_id=case.case_id, input_sha256=case.input_sha256, model=case.model_name,
+                      model_version=case.model_version, scale=case.factor)
     try:
         ann_id = annotation_store().add(reading, region, case.shape, case.affine, ANNOTATIONS_DIR / "labels")
     except ValueError as exc:
-        raise gr.Error(str(exc)) from None
+        raise user_error(exc) from None
     view = {**view, "saved": {**view["saved"], which: ann_id}}
     voxels = int(region.sum()) if region is not None else 0
     status = f"Saved reading #{ann_id} of {which}" + (f" with a region of {voxels} voxels." if voxels else ".")
@@ -296,28 +455,45 @@ def ann_save(case, view, reader, which, rating, hallucination, artifact, note, e
     else:
         status += " Unblinded: " + ", ".join(f"{it['label']} was {it['method']}" for it in view["items"]) + "."
         nxt = which
-    return (view, status, ann_summary_rows(), gr.update(value=nxt), ann_pick(view, nxt), None, False, False, "")
+    return (view, status, gr.update(value=nxt), ann_pick(view, nxt), None, False, False, "")
 
 
-def _export_dir() -> Path:
-    out = WORK_DIR / "exports" / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+def ann_finish(reader, code):
+    """The reader is done: show their own per-method summary (never the pooled one) and stop saving."""
+    check_study_code(code)
+    if not (reader or "").strip():
+        raise gr.Error("Enter your name in 'Reader' first: the summary is of your readings.")
+    rows = _summary_rows(reader.strip()[:MAX_LENGTHS["reader"]])
+    return True, gr.update(value=rows, visible=True), f"Finished. Your readings per method ({sum(r[1] for r in rows)} in all)."
+
+
+def _export_dir(request: gr.Request | None) -> Path:
+    out = SESSIONS.folder(_sid(request)) / "exports" / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     out.mkdir(parents=True, exist_ok=True)
     return out
 
 
-def ann_export_csv():
+def ann_pooled(code):
+    """The pooled per-method summary, for the operator only."""
+    check_operator(code)
+    return gr.update(value=_summary_rows(None), visible=True)
+
+
+def ann_export_csv(code, request: gr.Request):
+    check_operator(code)
     store = annotation_store(create=False)
     if store is None or not store.rows():
         raise gr.Error("No readings saved yet.")
-    return str(store.export_csv(_export_dir() / "readings.csv"))
+    return str(store.export_csv(_export_dir(request) / "readings.csv"))
 
 
-def ann_export_labels():
+def ann_export_labels(code, request: gr.Request):
+    check_operator(code)
     store = annotation_store(create=False)
     files = store.label_files(ANNOTATIONS_DIR / "labels") if store else []
     if not files:
         raise gr.Error("No painted regions saved yet.")
-    out = _export_dir()  # copies under WORK_DIR, the folder the server may hand out
+    out = _export_dir(request)  # copies in the operator's private session folder, the one the server hands out
     return [str(shutil.copy2(f, out / f.name)) for f in files]
 
 
@@ -325,15 +501,18 @@ def build_annotate_tab(case_state: gr.State, model_spec: gr.Textbox) -> None:
     """Reader study on the current case: blinded images of one slice, rating, flags, painted region, note."""
     seed = gr.State(lambda: random.randrange(2**31))  # one blinding seed per browser session
     view = gr.State(None)
+    finished = gr.State(False)
     gr.Markdown(
         "Blinded reader study on the volume run in the Super-resolve tab: the SR and a comparison (cubic "
         "interpolation or TransMRSR at another φ) are shown as **Image A / Image B** in random order. Rate each, "
-        "flag and paint what looks wrong, save. Readings go to a SQLite file; painted regions to a label NIfTI "
-        "aligned with the SR volume."
+        "flag and paint what looks wrong, save. When you are done, press **Finish** to see your own results."
     )
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            reader = gr.Textbox(label="Reader", placeholder="your name or initials", elem_id="ann-reader")
+            reader = gr.Textbox(label="Reader", placeholder="your name or initials", max_length=MAX_LENGTHS["reader"],
+                                elem_id="ann-reader")
+            code = gr.Textbox(label="Study code", type="password", visible=study_code_required(),
+                              placeholder="from the study's operator", max_length=200, elem_id="ann-code")
             compare = gr.Radio(ANN_COMPARE, value=ANN_COMPARE[0], label="Compare the SR against", elem_id="ann-compare")
             other_phi = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Other φ (when comparing φ)", elem_id="ann-phi")
             plane = gr.Radio(list(PLANES)[::-1], value="coronal", label="Plane", elem_id="ann-plane")
@@ -343,25 +522,32 @@ def build_annotate_tab(case_state: gr.State, model_spec: gr.Textbox) -> None:
             with gr.Row():
                 hallucination = gr.Checkbox(False, label="Hallucination", elem_id="ann-hallucination")
                 artifact = gr.Checkbox(False, label="Artifact", elem_id="ann-artifact")
-            note = gr.Textbox(label="Note", lines=2, elem_id="ann-note")
-            save = gr.Button("Save reading", variant="primary", elem_id="ann-save")
+            note = gr.Textbox(label="Note", lines=2, max_length=MAX_LENGTHS["note"], elem_id="ann-note")
+            with gr.Row():
+                save = gr.Button("Save reading", variant="primary", elem_id="ann-save")
+                finish = gr.Button("Finish", elem_id="ann-finish")
             status = gr.Markdown(ANN_NO_CASE, elem_id="ann-status")
+            mine = gr.Dataframe(headers=ANN_SUMMARY_HEADERS, label="Your readings per method", interactive=False,
+                                visible=False, elem_id="ann-my-summary")
         with gr.Column(scale=3):
             with gr.Row():
-                img_a = gr.Image(label="Image A", interactive=False, height=300, elem_id="ann-image-a")
-                img_b = gr.Image(label="Image B", interactive=False, height=300, elem_id="ann-image-b")
+                img_a = gr.Image(label="Image A", interactive=False, height=300, format="png", elem_id="ann-image-a")
+                img_b = gr.Image(label="Image B", interactive=False, height=300, format="png", elem_id="ann-image-b")
             editor = gr.ImageEditor(
                 label="Paint the region you flag (brush) on the image you rate", type="numpy", image_mode="RGBA",
                 sources=[], transforms=[], layers=False, format="png", interactive=True,
                 brush=gr.Brush(colors=["#ff2d2d"], default_color="#ff2d2d", color_mode="fixed", default_size=6),
                 eraser=gr.Eraser(default_size=10), elem_id="ann-editor",
             )
-    with gr.Accordion("Results and export", open=True):
-        summary = gr.Dataframe(value=ann_summary_rows, headers=ANN_SUMMARY_HEADERS, label="Per method",
-                               interactive=False, elem_id="ann-summary")
+    with gr.Accordion("Study operator: pooled results and exports", open=False):
+        op_code = gr.Textbox(label="Operator code", type="password", visible=bool(OPERATOR_CODE), max_length=200,
+                             elem_id="ann-operator-code")
         with gr.Row():
+            pooled_btn = gr.Button("Show the pooled summary", elem_id="ann-pooled")
             csv_btn = gr.Button("Export readings (CSV)", elem_id="ann-export-csv")
             labels_btn = gr.Button("Export label NIfTIs", elem_id="ann-export-labels")
+        summary = gr.Dataframe(headers=ANN_SUMMARY_HEADERS, label="All readers, per method", interactive=False,
+                               visible=False, elem_id="ann-summary")
         with gr.Row():
             csv_file = gr.File(label="Readings (CSV)", elem_id="ann-csv")
             label_files = gr.File(label="Label NIfTIs (aligned with the SR)", file_count="multiple", elem_id="ann-labels")
@@ -373,13 +559,15 @@ def build_annotate_tab(case_state: gr.State, model_spec: gr.Textbox) -> None:
     gr.on([index.input, compare.input], ann_show, shown_in, shown, trigger_mode="always_last")
     other_phi.input(ann_on_phi, shown_in, shown, trigger_mode="always_last")
     which.input(ann_pick, [view, which], editor)
-    save.click(ann_check, [case_state, view, reader, which, rating], None).success(
-        ann_save, [case_state, view, reader, which, rating, hallucination, artifact, note, editor],
-        [view, status, summary, which, editor, rating, hallucination, artifact, note],
-        concurrency_limit=1,  # one writer at a time: a label NIfTI is read, painted and rewritten
+    save.click(ann_check, [case_state, view, reader, which, rating, code, finished], None).success(
+        ann_save, [case_state, view, reader, which, rating, hallucination, artifact, note, editor, code, finished],
+        [view, status, which, editor, rating, hallucination, artifact, note],
+        concurrency_limit=1,  # one writer per process (the label file lock covers several processes)
     )
-    csv_btn.click(ann_export_csv, None, csv_file)
-    labels_btn.click(ann_export_labels, None, label_files)
+    finish.click(ann_finish, [reader, code], [finished, mine, status])
+    pooled_btn.click(ann_pooled, op_code, summary)
+    csv_btn.click(ann_export_csv, op_code, csv_file)
+    labels_btn.click(ann_export_labels, op_code, label_files)
 
 
 # ---------------------------------------------------------------------------------------- Train tab
@@ -488,8 +676,7 @@ def on_train_load(stage, out, gan):
         raise gr.Error(f"{folder}: no weights yet (config.json + model.safetensors); train first.")
     if kind != "TransMRSR":
         raise gr.Error(f"{folder}: holds a stage-1 {kind}, not a super-resolution model; train stage 2 from it first.")
-    for key in [k for k in _MODELS if k == folder or k.rstrip("/") == folder]:
-        del _MODELS[key]  # retrained weights: load them afresh
+    MODELS.forget(folder)  # retrained weights: load them afresh
     gr.Info(f"Model set to {folder} in the Super-resolve tab.")
     return folder, f"Super-resolve now uses `{folder}`."
 
@@ -576,17 +763,22 @@ def build_train_tab(model_spec: gr.Textbox) -> None:
 
 
 # ---------------------------------------------------------------------------------------- About tab
-def model_card_markdown(spec: str, scale) -> str:
-    """The model card of the model the Super-resolve tab would use (bundled weights per scale)."""
+def model_card_of(entry: LoadedModel | None) -> str:
+    """The model card of a loaded model (only loaded models' cards are read)."""
     from transmrsr.hub import read_model_card
 
-    spec = (spec or "").strip() or os.environ.get("TRANSMRSR_MODEL", "") or "bundled"
-    source = bundled_model(int(scale)) if spec == "bundled" else spec
-    text = read_model_card(source)
-    title = f"bundled ×{int(scale)} weights" if spec == "bundled" else f"`{spec}`"
+    if entry is None:
+        return "### Model card\n\nThe card of a model shows here once a run has loaded it."
+    title = f"`{entry.name}` (weights {entry.version})"
+    text = read_model_card(entry.source)
     if text is None:
         return f"### Model card: {title}\n\nNo model card found for {title}."
     return f"### Model card: {title}\n\n{text}"
+
+
+def model_card_markdown(spec: str, scale) -> str:
+    """The card of the model the Super-resolve tab would use at ``scale``, if it is loaded."""
+    return model_card_of(MODELS.loaded_entry(spec, int(scale)))
 
 
 ABOUT = """
@@ -598,57 +790,84 @@ centroids (φ: 1 = none) → StyleSwin decoder modulated by the encoder features
 the cubic interpolation. **φ** trades fidelity to the input (1) for the generator's prior (0).
 
 Upload an isotropic scan and the app simulates a thick-slice acquisition along the axial voxel axis, so you can
-compare against the original; upload a real thick-slice scan and its thick axis and factor come from the header.
+compare against the original; upload a real thick-slice scan and its thick axis and factor come from the header
+(the network for that factor is used, whatever the scale choice says).
 The SR NIfTI keeps the input's affine, moved onto the thin grid, so it overlays the input in any viewer.
 """
+
+#: Page layout: Run and the results fit a 1280×800 window; the LR ↔ SR slider's two layers cover each other.
+CSS = """
+#compare .content img { position: absolute !important; top: 0 !important; left: 0 !important; width: 100% !important;
+  height: 100% !important; object-fit: contain !important; }
+"""
+
+
+def _busy():
+    return gr.update(interactive=False, value="Running…")
+
+
+def _idle():
+    return gr.update(interactive=True, value="Run")
 
 
 def build_app() -> gr.Blocks:
     # masks in examples/ are for `transmrsr evaluate --mask`, not volumes to super-resolve
     examples = sorted(str(p) for p in EXAMPLES.glob("*.nii*") if "mask" not in p.name) if EXAMPLES.is_dir() else []
-    with gr.Blocks(title="TransMRSR") as demo:
-        case_state = gr.State(None)
+    ttl = max(int(SESSION_TTL), 1)
+    with gr.Blocks(title="TransMRSR", delete_cache=(max(min(ttl // 2, 600), 1), ttl)) as demo:
+        case_state = gr.State(None)  # an unguessable reference to the session's case (the case stays on the server)
         gr.Markdown("# TransMRSR — thick-slice brain MRI → isotropic")
         with gr.Tab("Super-resolve"):
             with gr.Row():
                 with gr.Column(scale=1, min_width=280):
-                    volume = gr.File(label="Volume (.nii / .nii.gz)", file_types=[".nii", ".gz"], elem_id="volume-upload")
-                    if examples:
-                        gr.Examples(
-                            examples=examples, inputs=volume, label="Examples (the held-out test subject; 1 mm = HR)",
-                            elem_id="volume-examples",
-                        )
-                    model_spec = gr.Textbox(
-                        label="Model", value=os.environ.get("TRANSMRSR_MODEL", "bundled"),
-                        info="'bundled', a weights folder, or a Hugging Face repo id", elem_id="model-spec",
+                    volume = gr.File(label="Volume (.nii / .nii.gz)", file_types=[".nii", ".gz"], height=110,
+                                     elem_id="volume-upload")
+                    run = gr.Button("Run", variant="primary", elem_id="run")
+                    warning = gr.Markdown(visible=False, elem_id="input-warning")
+                    info = gr.Markdown(elem_id="case-info")
+                    metrics = gr.Dataframe(
+                        headers=["method", "PSNR mask (dB)", "SSIM mask", "PSNR (dB)", "SSIM"],
+                        label="Against the HR (head mask first, then the whole volume)", interactive=False,
+                        elem_id="metrics",
                     )
-                    scale = gr.Radio([4, 8], value=4, label="Scale (isotropic uploads)", elem_id="scale")
+                    download = gr.File(label="SR volume (NIfTI)", height=80, elem_id="download")
+                    model_spec = gr.Textbox(
+                        label="Model", value=MODELS.box_value(), max_lines=1, max_length=200,
+                        info=("'bundled' (the weights for the upload's factor)"
+                              + (" or an allowed Hub repo id: " + ", ".join(MODELS.policy.allowed)
+                                 if MODELS.policy.public and MODELS.policy.allowed else
+                                 "" if MODELS.policy.public else ", a weights folder, or a Hugging Face repo id")),
+                        elem_id="model-spec",
+                    )
+                    scale = gr.Radio([4, 8], value=4, label="Scale (isotropic uploads)",
+                                     info="a thick-slice upload uses its header's factor", elem_id="scale")
                     phi = gr.Slider(0.0, 1.0, value=0.9, step=0.05, label="φ (truncation; 1 = none)", elem_id="phi")
                     fusion = gr.Checkbox(
                         DEFAULT_FUSION, label="Orthogonal fusion (both planes that contain the thick axis)",
                         info="better (about +0.25-0.4 dB brain PSNR on the bundled weights), about twice the time", elem_id="fusion",
                     )
-                    run = gr.Button("Run", variant="primary", elem_id="run")
-                    info = gr.Markdown(elem_id="case-info")
-                    metrics = gr.Dataframe(
-                        headers=["method", "PSNR (dB)", "SSIM", "PSNR mask (dB)", "SSIM mask"], label="Against the HR",
-                        interactive=False, elem_id="metrics",
-                    )
-                    download = gr.File(label="SR volume (NIfTI)", elem_id="download")
+                    if examples:
+                        gr.Examples(
+                            examples=examples, inputs=volume, label="Examples (the held-out test subject; 1 mm = HR)",
+                            elem_id="volume-examples",
+                        )
                 with gr.Column(scale=3):
                     with gr.Row():
                         plane = gr.Radio(["axial", "coronal", "sagittal"], value="coronal", label="Plane", elem_id="plane")
                         index = gr.Slider(0, 1, value=0, step=1, label="Slice", elem_id="slice")
                     note = gr.Markdown(elem_id="slice-note")
+                    no_ref = gr.Markdown(NO_REFERENCE, visible=False, elem_id="no-reference")
                     with gr.Row():
-                        lr_img = gr.Image(label="LR (cubic)", elem_id="panel-lr", buttons=["fullscreen"], height=300)
-                        sr_img = gr.Image(label="SR", elem_id="panel-sr", buttons=["fullscreen"], height=300)
-                        hr_img = gr.Image(label="HR", elem_id="panel-hr", buttons=["fullscreen"], height=300)
-                        err_img = gr.Image(label="|SR − HR|", elem_id="panel-error", buttons=["fullscreen"], height=300)
-                    compare = gr.ImageSlider(label="LR ↔ SR", elem_id="compare", height=420)
+                        lr_img = gr.Image(label="LR (cubic)", elem_id="panel-lr", buttons=["fullscreen"], height=260,
+                                          format="png")
+                        sr_img = gr.Image(label="SR", elem_id="panel-sr", buttons=["fullscreen"], height=260, format="png")
+                        hr_img = gr.Image(label="HR", elem_id="panel-hr", buttons=["fullscreen"], height=260, format="png")
+                        err_img = gr.Image(label="|SR − HR|", elem_id="panel-error", buttons=["fullscreen"], height=260,
+                                           format="png")
+                    compare = gr.ImageSlider(label="LR ↔ SR", elem_id="compare", height=420, format="png")
                     with gr.Accordion("φ sweep", open=False):
                         sweep = gr.Button("Sweep φ on this slice", elem_id="sweep")
-                        gallery = gr.Gallery(label="φ sweep", columns=5, elem_id="sweep-gallery")
+                        gallery = gr.Gallery(label="φ sweep", columns=5, format="png", elem_id="sweep-gallery")
         with gr.Tab("Annotate"):
             build_annotate_tab(case_state, model_spec)
         with gr.Tab("Train", visible=TRAINING_ENABLED):
@@ -661,17 +880,27 @@ def build_app() -> gr.Blocks:
             card = gr.Markdown(elem_id="model-card")
 
         view_out = [lr_img, sr_img, hr_img, err_img, compare, note]
-        run.click(
-            on_run, [volume, model_spec, scale, phi, fusion, plane],
-            [case_state, index, *view_out, info, metrics, download], concurrency_limit=1,
+        run_out = [case_state, index, lr_img, sr_img, hr_img, err_img, compare, note, info, metrics, download, warning,
+                   no_ref, card]
+        running = run.click(_busy, None, run, queue=False, api_visibility="private").then(
+            on_run, [volume, model_spec, scale, phi, fusion, plane], run_out, concurrency_limit=1,
+            show_progress_on=[sr_img], api_visibility="private",
         )
+        running.success(_idle, None, run, queue=False, api_visibility="private")
+        running.failure(_idle, None, run, queue=False, api_visibility="private")  # .then alone skips failures
+        volume.change(on_new_upload, None, [*run_out[:-1], gallery], queue=False, show_progress="hidden",
+                      api_visibility="private")
         # always_last: while a slider is dragged only the latest position is drawn
-        index.change(_view, [case_state, model_spec, plane, index, phi], view_out, trigger_mode="always_last")
-        phi.change(_view, [case_state, model_spec, plane, index, phi], view_out, trigger_mode="always_last")
-        plane.change(on_plane, [case_state, model_spec, plane, phi], [index, *view_out])
-        sweep.click(on_sweep, [case_state, model_spec, plane, index], gallery)
-        for trigger in (demo.load, model_spec.change, scale.change):
+        index.change(_safe_view, [case_state, model_spec, plane, index, phi], view_out, trigger_mode="always_last",
+                     show_progress_on=[sr_img], api_visibility="private")
+        phi.change(_safe_view, [case_state, model_spec, plane, index, phi], view_out, trigger_mode="always_last",
+                   show_progress_on=[sr_img], api_visibility="private")
+        plane.change(on_plane, [case_state, model_spec, plane, phi], [index, *view_out], show_progress_on=[sr_img],
+                     api_visibility="private")
+        sweep.click(on_sweep, [case_state, model_spec, plane, index], gallery, api_visibility="private")
+        for trigger in (model_spec.change, scale.change):
             trigger(model_card_markdown, [model_spec, scale], card, api_visibility="private")
+        demo.unload(on_session_end)
         # the named API endpoint for scripts (gradio_client): hidden components, same package calls
         with gr.Row(visible=False):
             api_file = gr.File()
@@ -687,7 +916,7 @@ def build_app() -> gr.Blocks:
     return demo
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="TransMRSR Gradio app")
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
@@ -695,17 +924,49 @@ def main() -> None:
     ap.add_argument("--annotations", help="folder of the reader-study database and label NIfTIs (default: ./annotations)")
     ap.add_argument(
         "--enable-training", action="store_true",
-        help="show the Train tab (runs jobs and reads server paths: never on a public Space)",
+        help="show the Train tab (runs jobs and reads server paths: never on a public Space; refused with --public)",
     )
-    args = ap.parse_args()
-    global ANNOTATIONS_DIR, TRAINING_ENABLED
+    ap.add_argument("--public", action="store_true",
+                    help="public deployment (env TRANSMRSR_PUBLIC=1): only bundled and allow-listed models, "
+                         "study code for readers, operator code for exports")
+    ap.add_argument("--allow-model", action="append", default=[], metavar="OWNER/NAME",
+                    help="a Hub repo id the Model box may load on a public deployment (repeat; env "
+                         "TRANSMRSR_ALLOWED_MODELS, comma-separated)")
+    ap.add_argument("--model-cache", type=int, help="models kept loaded at once, least recently used dropped "
+                    "(env TRANSMRSR_MODEL_CACHE, default 2)")
+    ap.add_argument("--session-ttl", type=float, help="seconds a session's outputs and uploads live without use "
+                    "(env TRANSMRSR_SESSION_TTL, default 3600)")
+    ap.add_argument("--study-operator", action="store_true",
+                    help="local server: the pooled reader-study summary and exports without an operator code")
+    return ap.parse_args(argv)
+
+
+def configure(args: argparse.Namespace) -> None:
+    """Apply the command line over the environment's settings."""
+    global ANNOTATIONS_DIR, TRAINING_ENABLED, PUBLIC, SESSION_TTL, STUDY_OPERATOR, MODELS, SESSIONS
     if args.annotations:
         ANNOTATIONS_DIR = Path(args.annotations)
+    PUBLIC = PUBLIC or args.public
+    if PUBLIC and (TRAINING_ENABLED or args.enable_training):
+        raise SystemExit("app.py: --enable-training is refused on a public deployment (it reads server paths)")
     TRAINING_ENABLED = TRAINING_ENABLED or args.enable_training
+    STUDY_OPERATOR = STUDY_OPERATOR or args.study_operator
+    if args.session_ttl:
+        SESSION_TTL = float(args.session_ttl)
+    if args.model_cache is not None and args.model_cache < 1:
+        raise SystemExit("app.py: --model-cache must be at least 1")
+    MODELS = ModelRegistry(model_policy(tuple(args.allow_model), args.model_cache))
+    SESSIONS = SessionRegistry(WORK_DIR / "sessions", ttl_s=SESSION_TTL)
+
+
+def main() -> None:
+    args = parse_args()
+    configure(args)
+    SESSIONS.start_sweeper()
     demo = build_app()
     demo.queue(default_concurrency_limit=2, max_size=16).launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD,
-        allowed_paths=[str(WORK_DIR)],
+        allowed_paths=[str(SESSIONS.root)], css=CSS,
     )
 
 

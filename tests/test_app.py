@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -51,6 +52,7 @@ def test_bad_upload_is_a_clear_error(server, tmp_path):
         client.predict(handle_file(str(bad)), 4, 0.5, api_name="/super_resolve")
     message = str(err.value)
     assert "broken.nii.gz" in message and "not a readable NIfTI" in message and "Traceback" not in message
+    assert not re.search(r"(?<![\w.])/\w", message) and str(tmp_path) not in message, f"a server path in: {message}"
 
 
 def test_studio_panels_phi_and_sweep(tiny_dir, t1_crop, tmp_path, one_torch_thread):

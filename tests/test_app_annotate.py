@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-import re
 import sqlite3
 import urllib.request
 from pathlib import Path
@@ -23,7 +23,7 @@ def app(tiny_dir, tmp_path_factory):
     env = dict(os.environ, TRANSMRSR_MODEL=str(tiny_dir), OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False",
                TRANSMRSR_WORK_DIR=str(work), HF_HUB_OFFLINE="1")
     annotations = tmp_path_factory.mktemp("study") / "annotations"
-    server = App(env, log=work / "server.log", args=["--annotations", str(annotations)])
+    server = App(env, log=work / "server.log", args=["--annotations", str(annotations), "--study-operator"])
     server.work, server.annotations = work, annotations
     server.start()
     yield server
@@ -130,7 +130,12 @@ def test_blinded_reading_with_a_painted_region_survives_a_restart(app, browser, 
     status = page.locator("#ann-status").inner_text()
     assert "cubic" not in status and "TransMRSR" not in status  # Image B still to rate: no unblinding yet
     voxels = int(status.split("region of ")[1].split(" voxels")[0])
-    expect(page.locator("#ann-summary")).to_contain_text(re.compile("cubic|TransMRSR"))  # refreshed by the save
+    assert not page.locator("#ann-summary").is_visible()  # blind: no per-method summary for a reader
+    # the SR lives in the session's private folder, deleted when the tab closes: read it now
+    sr_files = list((app.work / "sessions").glob("*/t1_crop_sr_x4.nii.gz"))
+    assert len(sr_files) == 1
+    sr = nib.load(str(sr_files[0]))
+    sr_shape, sr_affine = sr.shape, sr.affine
     page.close()
 
     app.stop()  # ... and a new process on the same folder
@@ -146,15 +151,18 @@ def test_blinded_reading_with_a_painted_region_survives_a_restart(app, browser, 
     assert row["method"] in ("cubic", "TransMRSR φ=0.90") and (row["phi"] is None) == (row["method"] == "cubic")
     assert row["region_voxels"] == voxels > 0
 
-    sr = nib.load(str(app.work / "t1_crop_sr_x4.nii.gz"))
-    label = nib.load(str(app.annotations / "labels" / "t1_crop_annotations.nii.gz"))
-    assert label.shape == sr.shape
-    np.testing.assert_allclose(label.affine, sr.affine, atol=1e-5)
+    case_id = hashlib.sha256(t1_crop.read_bytes()).hexdigest()[:16]
+    assert row["case_id"] == case_id
+    label = nib.load(str(app.annotations / "labels" / f"{case_id}_annotations.nii.gz"))  # keyed by the hash
+    assert label.shape == sr_shape
+    np.testing.assert_allclose(label.affine, sr_affine, atol=1e-5)
     x, y, z = np.nonzero(np.asarray(label.dataobj))
     assert len(x) == voxels and set(y) == {28}  # on the coronal slice that was shown
     assert x.mean() < 20 and z.mean() > 26  # upper left in the picture: low x, high z (up is up)
 
-    page = open_annotate(browser, app.url)  # the restarted app lists the reading
+    page = open_annotate(browser, app.url)  # the restarted app lists the reading, to the operator
+    page.get_by_text("Study operator: pooled results and exports").click()
+    page.locator("#ann-pooled").click()
     expect(page.locator("#ann-summary")).to_contain_text(row["method"], timeout=30_000)
     page.locator("#ann-export-csv").click()
     expect(page.locator("#ann-csv a")).to_have_count(1, timeout=30_000)
@@ -162,5 +170,5 @@ def test_blinded_reading_with_a_painted_region_survives_a_restart(app, browser, 
         csv_text = resp.read().decode()
     assert "Dr. Test" in csv_text and "bright blob" in csv_text
     page.locator("#ann-export-labels").click()
-    expect(page.locator("#ann-labels")).to_contain_text("t1_crop_annotations.nii", timeout=30_000)
+    expect(page.locator("#ann-labels")).to_contain_text(f"{case_id}_annotations.nii", timeout=30_000)
     page.close()

@@ -4,13 +4,17 @@ One row per reading: which case and slice, which method was shown (blinded to th
 ``TransMRSR`` at some φ, or ``cubic``), a 1–5 rating, hallucination / artifact flags and a free
 note. Painted regions are written into a label volume aligned with the SR volume (same shape and
 affine), one label file per case, label value = the annotation's id. Everything survives a
-restart: the database is a file.
+restart: the database is a file. Each reading also records what produced the shown images (model
+name and weights version, scale, φ) and the input's SHA-256; label files are keyed by the case
+id (the input's hash), never by the upload's name, and painted under a file lock, so readers in
+several processes lose nothing. Databases of earlier versions gain the new columns on opening.
 """
 
 from __future__ import annotations
 
 import csv
 import random
+import re
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
@@ -39,8 +43,22 @@ CREATE TABLE IF NOT EXISTS annotations (
     region_voxels INTEGER NOT NULL DEFAULT 0
 );
 """
+#: Columns added after the first release: (name, SQL type and default); added to older databases on opening.
+ADDED_COLUMNS = [
+    ("case_id", "TEXT NOT NULL DEFAULT ''"),
+    ("input_sha256", "TEXT NOT NULL DEFAULT ''"),
+    ("model", "TEXT NOT NULL DEFAULT ''"),
+    ("model_version", "TEXT NOT NULL DEFAULT ''"),
+    ("scale", "INTEGER"),
+]
 COLUMNS = ["id", "created", "reader", "case_name", "plane", "slice", "method", "phi", "rating", "hallucination",
-           "artifact", "note", "region_voxels"]
+           "artifact", "note", "region_voxels", *[name for name, _ in ADDED_COLUMNS]]
+#: Longest accepted text of each free field (characters).
+MAX_LENGTHS = {"reader": 80, "case_name": 200, "method": 120, "note": 2000, "case_id": 64, "input_sha256": 64,
+               "model": 200, "model_version": 64}
+#: First characters that make a spreadsheet read a CSV cell as a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass
@@ -57,6 +75,28 @@ class Reading:
     hallucination: bool = False
     artifact: bool = False
     note: str = ""
+    case_id: str = ""  # the input's hash (labels are keyed by it); empty: the case name
+    input_sha256: str = ""
+    model: str = ""
+    model_version: str = ""
+    scale: int | None = None
+
+    def label_key(self) -> str:
+        """The file-name-safe key of the case's label volume."""
+        key = self.case_id or re.sub(r"[^A-Za-z0-9_.-]", "_", self.case_name).lstrip("._-")[:64]
+        if not _SAFE_KEY.match(key or ""):
+            raise ValueError(f"case id {key!r} is not usable as a label file name")
+        return key
+
+    def check(self) -> None:
+        """ValueError for a reading that cannot be stored (values out of range, fields too long)."""
+        if self.plane not in PLANES:
+            raise ValueError(f"plane must be one of {sorted(PLANES)}, got {self.plane!r}")
+        if not 1 <= int(self.rating) <= 5:
+            raise ValueError(f"rating must be 1..5, got {self.rating}")
+        for name, limit in MAX_LENGTHS.items():
+            if len(str(getattr(self, name) or "")) > limit:
+                raise ValueError(f"{name.replace('_', ' ')} is too long ({limit} characters at most)")
 
 
 def blinded_order(methods: list[str], seed: int | None = None) -> list[str]:
@@ -74,6 +114,15 @@ class AnnotationStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as con, con:
             con.executescript(SCHEMA)
+            self._migrate(con)
+
+    @staticmethod
+    def _migrate(con: sqlite3.Connection) -> None:
+        """Add the columns of :data:`ADDED_COLUMNS` that an older database lacks (rows kept)."""
+        have = {r[1] for r in con.execute("PRAGMA table_info(annotations)")}
+        for name, decl in ADDED_COLUMNS:
+            if name not in have:
+                con.execute(f"ALTER TABLE annotations ADD COLUMN {name} {decl}")
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=30)
@@ -85,18 +134,20 @@ class AnnotationStore:
         """Store a reading; with ``region`` (a 2-D mask of the shown slice, as
         :func:`transmrsr.viewer.plane_slice` lays it out) also write it into the case's label
         NIfTI (aligned with the SR volume). Returns the annotation id."""
-        if reading.plane not in PLANES:
-            raise ValueError(f"plane must be one of {sorted(PLANES)}, got {reading.plane!r}")
-        if not 1 <= int(reading.rating) <= 5:
-            raise ValueError(f"rating must be 1..5, got {reading.rating}")
+        reading.check()
+        if region is not None:
+            reading.label_key()
         n_region = int(np.count_nonzero(region)) if region is not None else 0
         with closing(self._connect()) as con, con:
             cur = con.execute(
                 "INSERT INTO annotations (created, reader, case_name, plane, slice, method, phi, rating, hallucination,"
-                " artifact, note, region_voxels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " artifact, note, region_voxels, case_id, input_sha256, model, model_version, scale)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (datetime.now(timezone.utc).isoformat(timespec="seconds"), reading.reader.strip() or "anonymous",
                  reading.case_name, reading.plane, int(reading.slice), reading.method, reading.phi, int(reading.rating),
-                 int(bool(reading.hallucination)), int(bool(reading.artifact)), reading.note, n_region),
+                 int(bool(reading.hallucination)), int(bool(reading.artifact)), reading.note, n_region,
+                 reading.case_id, reading.input_sha256, reading.model, reading.model_version,
+                 None if reading.scale is None else int(reading.scale)),
             )
             ann_id = int(cur.lastrowid)
         if n_region:
@@ -105,14 +156,24 @@ class AnnotationStore:
             self.write_region(ann_id, reading, region, sr_shape, sr_affine, label_dir)
         return ann_id
 
-    def label_path(self, label_dir: str | Path, case_name: str) -> Path:
-        return Path(label_dir) / f"{case_name}_annotations.nii.gz"
+    def label_path(self, label_dir: str | Path, case_key: str) -> Path:
+        """The label NIfTI of a case, by its key (:meth:`Reading.label_key`)."""
+        return Path(label_dir) / f"{case_key}_annotations.nii.gz"
 
     def write_region(self, ann_id: int, reading: Reading, region: np.ndarray, sr_shape, sr_affine, label_dir) -> Path:
-        """Paint ``region`` with value ``ann_id`` into the case's label volume (created on first use)."""
+        """Paint ``region`` with value ``ann_id`` into the case's label volume (created on first
+        use), under a file lock: read, paint and write are one step for all processes."""
+        from filelock import FileLock
+
+        path = self.label_path(label_dir, reading.label_key())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock", timeout=120):
+            return self._paint(path, ann_id, reading, region, sr_shape, sr_affine)
+
+    @staticmethod
+    def _paint(path: Path, ann_id: int, reading: Reading, region: np.ndarray, sr_shape, sr_affine) -> Path:
         import nibabel as nib
 
-        path = self.label_path(label_dir, reading.case_name)
         labels = np.asarray(nib.load(str(path)).dataobj, dtype=np.int32) if path.exists() else np.zeros(sr_shape, np.int32)
         if labels.shape != tuple(sr_shape):
             raise ValueError(f"{path}: label volume shape {labels.shape} differs from the SR's {tuple(sr_shape)}")
@@ -140,14 +201,24 @@ class AnnotationStore:
         with open(out, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=COLUMNS)
             writer.writeheader()
-            writer.writerows(self.rows())
+            writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in self.rows())
         return out
 
-    def summary(self) -> list[dict]:
-        """Per method: readings, mean rating, hallucination and artifact rates."""
+    def summary(self, reader: str | None = None) -> list[dict]:
+        """Per method: readings, mean rating, hallucination and artifact rates (of one ``reader``,
+        or pooled over all when None)."""
+        where, args = ("WHERE reader = ?", (reader.strip() or "anonymous",)) if reader is not None else ("", ())
         with closing(self._connect()) as con:
             cur = con.execute(
                 "SELECT method, COUNT(*) AS n, AVG(rating) AS mean_rating, AVG(hallucination) AS hallucination_rate,"
-                " AVG(artifact) AS artifact_rate FROM annotations GROUP BY method ORDER BY method"
+                f" AVG(artifact) AS artifact_rate FROM annotations {where} GROUP BY method ORDER BY method", args
             )
             return [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in dict(r).items()} for r in cur]
+
+
+def csv_safe(value):
+    """A CSV cell that a spreadsheet shows as text: strings starting with ``= + - @`` (or a tab /
+    carriage return) get a leading apostrophe; other values are unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value

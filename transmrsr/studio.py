@@ -5,6 +5,8 @@ Everything the Gradio app shows comes from here, so the UI code holds no model o
 
 from __future__ import annotations
 
+import hashlib
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +46,15 @@ class Case:
     metrics: list[dict] = field(default_factory=list)
     window: tuple[float, float] = (0.0, 1.0)
     fusion: bool = False  # the SR averages both planes that contain the thick axis
+    input_sha256: str = ""  # of the uploaded file's bytes
+    model_name: str = ""
+    model_version: str = ""
+    warnings: list[str] = field(default_factory=list)  # the input looks outside the model's training range
+
+    @property
+    def case_id(self) -> str:
+        """Key of the case in the reader study (label files): the input's hash, never its name."""
+        return self.input_sha256[:16] if self.input_sha256 else zlib.crc32(self.name.encode()).to_bytes(4, "big").hex()
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -51,6 +62,92 @@ class Case:
 
     def n_slices(self, plane: str) -> int:
         return self.shape[PLANES[plane]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How an upload will be run, read from its header alone (no voxel data)."""
+
+    axis: int
+    factor: int
+    simulated: bool  # isotropic upload: thick slices are simulated at the chosen scale
+
+
+class _HeaderView:
+    """What :func:`transmrsr.inference.resolve_geometry` reads of a volume, without its data."""
+
+    def __init__(self, path: str, header, affine: np.ndarray) -> None:
+        self.path, self.header = path, header
+        self.zooms = tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+
+
+def plan_volume(path: str | Path, scale: int = 4) -> Plan:
+    """Thick axis and factor of an upload from its header only (fast, before any model is loaded
+    or voxel read): a thick-slice file's own factor, never ``scale``; an isotropic one is
+    simulated along the axial voxel axis at ``scale``. Raises VolumeError for an unreadable file."""
+    import nibabel as nib
+
+    from .data.io import VolumeError
+
+    p = Path(path)
+    try:
+        img = nib.load(str(p))
+        view = _HeaderView(str(p), img.header, img.affine)
+        if len(img.shape) < 3 or not np.all(np.isfinite(view.zooms)) or min(view.zooms) <= 0:
+            raise ValueError("no usable geometry")
+    except VolumeError:
+        raise
+    except Exception:  # let the full reader say precisely what is wrong
+        load_volume(p)
+        raise VolumeError(f"{p}: the header's geometry cannot be read") from None
+    if thick_axis(view.zooms) is None and not simulation_tag(img.header):
+        return Plan(axis=2, factor=int(scale), simulated=True)
+    axis, factor = resolve_geometry(view)
+    return Plan(axis=int(axis), factor=int(factor), simulated=False)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+_NOT_T1 = re.compile(r"(?<![a-z0-9])(t2|t2w|t2star|flair|pd|pdw|dwi|dti|adc|bold|swi|mra|tof|ct)(?![a-z0-9])", re.I)
+
+
+def contrast_guess(name: str, header) -> str | None:
+    """A hint that the volume is not T1-weighted, from what it says about itself (its file name or
+    the header's description naming T2, FLAIR, PD, DWI, ...), or None. A guess: a T2 volume
+    called ``scan.nii.gz`` with an empty description passes."""
+    descrip = ""
+    try:
+        descrip = bytes(header["descrip"].item()).decode("latin-1") if header is not None else ""
+    except Exception:  # not a NIfTI header: nothing to read
+        descrip = ""
+    for where, text in (("name", name), ("header", descrip)):
+        found = _NOT_T1.search(re.sub(r"[_\-.]", " ", text))
+        if found:
+            return f"its {where} says {found.group(1).upper()}"
+    return None
+
+
+def input_warnings(name: str, header, factor: int, served: tuple[int, ...] | None) -> list[str]:
+    """Why the result may be unreliable: a contrast other than T1, a factor the model was not
+    trained for (``served``: the model's factors, None when unknown)."""
+    out = []
+    hint = contrast_guess(name, header)
+    if hint:
+        out.append(f"This does not look like a T1-weighted scan ({hint}); the models are trained on T1 only, "
+                   "so the result may be wrong.")
+    if served is None:
+        out.append(f"The model's training factor is not recorded: it may not be made for ×{factor}.")
+    elif factor not in served:
+        out.append(f"×{factor} is outside the factors the model was trained for "
+                   f"({', '.join(f'×{f}' for f in served)}).")
+    return out
 
 
 def run_case(
@@ -61,12 +158,18 @@ def run_case(
     phi: float = 0.9,
     fusion: bool = DEFAULT_FUSION,
     progress: Callable[[int, int], None] | None = None,
+    plan: Plan | None = None,
+    model_name: str = "",
+    model_version: str = "",
+    served: tuple[int, ...] | None = (4, 8),
 ) -> Case:
     """Load an upload, super-resolve it and write the SR NIfTI into ``out_dir``.
 
     A thick-slice upload takes axis and factor from its header; an isotropic one is treated as
     HR: its thick-slice acquisition along the axial voxel axis (2) is simulated at ``scale`` and
-    the HR kept as reference.
+    the HR kept as reference. With ``plan`` (from :func:`plan_volume`, checked against the model
+    beforehand) a volume whose geometry differs from the plan is refused before inference.
+    ``served``: the model's training factors for the warnings (None: unknown).
     """
     vol = load_volume(path)
     name = Path(vol.path).name.replace(".nii.gz", "").replace(".nii", "")
@@ -78,6 +181,8 @@ def run_case(
     else:
         axis, factor = resolve_geometry(vol)
         lr, lr_affine, hr, n_thin = vol.data, vol.affine, None, thin_count_from_header(vol.header)
+    if plan is not None and (plan.axis, plan.factor, plan.simulated) != (axis, factor, iso):
+        raise ValueError(f"{name}: its geometry (axis {axis}, ×{factor}) differs from the one checked ({plan})")
     result = super_resolve(model, lr, axis, factor, phi=phi, fusion=fusion, n_thin=n_thin, progress=progress, show_progress=False)
     affine = thin_affine(lr_affine, axis, factor)
     out = Path(out_dir)
@@ -87,15 +192,17 @@ def run_case(
         name=name, axis=axis, factor=factor, slice_axis=result.slice_axes[0], phi=float(phi),
         zooms=tuple(float(z) for z in np.linalg.norm(affine[:3, :3], axis=0)), affine=affine,
         interp=result.interpolated, sr=result.sr, hr=hr, scaler=IntensityScaler.fit(lr), sr_path=sr_path, simulated=iso,
-        fusion=len(result.slice_axes) > 1,
+        fusion=len(result.slice_axes) > 1, input_sha256=file_sha256(path), model_name=model_name,
+        model_version=model_version, warnings=input_warnings(Path(vol.path).name, vol.header, factor, served),
     )
     case.window = mri_window(case.hr if hr is not None else case.interp)
     if hr is not None:
         mask = foreground_mask(hr)
         for method, vol_ in (("TransMRSR", case.sr), ("cubic", case.interp)):
-            case.metrics.append(
-                {"method": method, "PSNR (dB)": round(float(psnr(vol_, hr)), 2), "SSIM": round(float(ssim(vol_, hr)), 4),
-                 "PSNR mask (dB)": round(float(psnr(vol_, hr, mask)), 2), "SSIM mask": round(float(ssim(vol_, hr, mask)), 4)}
+            case.metrics.append(  # the head-mask numbers first: the background only flatters
+                {"method": method, "PSNR mask (dB)": round(float(psnr(vol_, hr, mask)), 2),
+                 "SSIM mask": round(float(ssim(vol_, hr, mask)), 4), "PSNR (dB)": round(float(psnr(vol_, hr)), 2),
+                 "SSIM": round(float(ssim(vol_, hr)), 4)}
             )
     return case
 

@@ -1,0 +1,327 @@
+"""Serving the app to anonymous users: which models may load, a bounded model cache, private
+per-session folders that are cleaned up, and error messages without server paths.
+
+No Gradio in here: ``app.py`` calls these classes from its event functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: The Model box value that means "the weights bundled in ``checkpoints/`` for the upload's factor".
+BUNDLED = "bundled"
+#: The Model box value that means "the operator's default model" (its location is not shown).
+DEFAULT = "default"
+#: Factors a model that is not bundled may be asked for (its training factor is not recorded).
+CUSTOM_FACTORS = tuple(range(2, 9))
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_ABS_PATH = re.compile(r"(?<![\w.~])(?:[A-Za-z]:)?[/\\](?:[^\s:'\"`()\[\],;]+[/\\])*([^\s:'\"`()\[\],;/\\]*)")
+
+
+class ModelNotAllowed(ValueError):
+    """The Model box names something this server does not serve."""
+
+
+class FactorNotServed(ValueError):
+    """No model of this server is made for the upload's thick-slice factor."""
+
+
+def public_message(text: str) -> str:
+    """``text`` with every absolute path replaced by its last part (a file name says what is meant;
+    the folders it lives in are the server's business)."""
+    return _ABS_PATH.sub(lambda m: m.group(1) or "(folder)", str(text))
+
+
+def is_repo_id(spec: str) -> bool:
+    """Whether ``spec`` has the form of a Hugging Face repo id (``owner/name``)."""
+    return bool(_REPO_ID.match(spec)) and ".." not in spec
+
+
+def parse_list(value: str | None) -> tuple[str, ...]:
+    """Comma / whitespace separated items of an env variable or flag, empty ones dropped."""
+    return tuple(v for v in re.split(r"[\s,]+", value or "") if v)
+
+
+def state_version(model: Any) -> str:
+    """A short fingerprint of a model's weights (SHA-256 of its state dict, 12 hex digits):
+    readings made with different weights under the same name stay apart."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+@dataclass
+class ModelPolicy:
+    """What the Model box accepts.
+
+    Attributes:
+        bundled_root: folder of the bundled ``transmrsr-small-t1-x{r}`` weights.
+        public: a public deployment: only ``bundled``, ``default`` and ``allowed`` repo ids load.
+        allowed: Hub repo ids the operator allows on a public deployment.
+        default: the operator's default model (``TRANSMRSR_MODEL``), always allowed.
+        cache_size: models kept loaded at once (least recently used dropped first).
+    """
+
+    bundled_root: Path
+    public: bool = False
+    allowed: tuple[str, ...] = ()
+    default: str = BUNDLED
+    cache_size: int = 2
+
+    def bundled_path(self, factor: int) -> Path:
+        return Path(self.bundled_root) / f"transmrsr-small-t1-x{int(factor)}"
+
+    def bundled_factors(self) -> tuple[int, ...]:
+        """The factors with bundled weights present, e.g. ``(4, 8)``."""
+        root = Path(self.bundled_root)
+        found = []
+        for p in root.glob("transmrsr-small-t1-x*") if root.is_dir() else []:
+            tail = p.name.rsplit("-x", 1)[-1]
+            if tail.isdigit() and (p / "model.safetensors").is_file():
+                found.append(int(tail))
+        return tuple(sorted(found))
+
+
+@dataclass
+class LoadedModel:
+    """A model in the cache with what a reading records about it."""
+
+    key: str
+    name: str
+    version: str
+    source: str
+    model: Any
+    bundled: bool
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class ModelRegistry:
+    """Resolves the Model box against a :class:`ModelPolicy` and keeps at most
+    ``policy.cache_size`` models loaded (LRU)."""
+
+    def __init__(self, policy: ModelPolicy, loader=None) -> None:
+        self.policy = policy
+        self._loader = loader
+        self._cache: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._lock = threading.RLock()
+
+    def spec_of(self, spec: str | None) -> str:
+        """The Model box value, empty or ``default`` meaning the operator's default."""
+        s = (spec or "").strip()
+        return self.policy.default or BUNDLED if s in ("", DEFAULT) else s
+
+    def box_value(self) -> str:
+        """What the Model box shows first: the default's name, or ``default`` where that name would
+        show a server folder to a public deployment's users."""
+        d = self.policy.default or BUNDLED
+        return d if d == BUNDLED or not self.policy.public or is_repo_id(d) and not Path(d).exists() else DEFAULT
+
+    def check_spec(self, spec: str | None) -> str:
+        """``spec`` normalised, or ModelNotAllowed on a public deployment for anything but the
+        bundled weights, the operator's default and the allow-listed repo ids."""
+        s = self.spec_of(spec)
+        if len(s) > 200:
+            raise ModelNotAllowed("the model name is too long (200 characters at most)")
+        if not self.policy.public or s in (BUNDLED, self.policy.default):
+            return s
+        if s in self.policy.allowed and is_repo_id(s):
+            return s
+        extra = [DEFAULT] if (self.policy.default or BUNDLED) != BUNDLED else []
+        allowed = ", ".join([BUNDLED, *extra, *[a for a in self.policy.allowed if is_repo_id(a)]])
+        raise ModelNotAllowed(
+            f"model {public_message(s)!r} is not served here: this public server loads only {allowed}"
+        )
+
+    def check(self, spec: str | None, factor: int) -> tuple[str, str, str, bool]:
+        """``(cache key, source, display name, bundled)`` of the model for ``factor``, checked
+        without loading anything (ModelNotAllowed, FactorNotServed)."""
+        s = self.check_spec(spec)
+        factor = int(factor)
+        if s == BUNDLED:
+            served = self.policy.bundled_factors()
+            if factor not in served:
+                have = " and ".join(f"×{f}" for f in served) or "no factor (no weights installed)"
+                raise FactorNotServed(
+                    f"a ×{factor} thick-slice factor is not served: the bundled weights are for {have} "
+                    "(slice thickness that many times the in-plane spacing)"
+                )
+            path = self.policy.bundled_path(factor)
+            return f"{BUNDLED}@x{factor}", str(path), path.name, True
+        if factor not in CUSTOM_FACTORS:
+            raise FactorNotServed(
+                f"a ×{factor} thick-slice factor is not served: factors {CUSTOM_FACTORS[0]} to {CUSTOM_FACTORS[-1]} "
+                "are accepted"
+            )
+        name = s if is_repo_id(s) and not Path(s).exists() else Path(s).name or s
+        return s, s, name, False
+
+    def get(self, spec: str | None, factor: int) -> LoadedModel:
+        """The loaded model for ``spec`` and ``factor`` (loaded on first use; the least recently used
+        one is dropped when the cache is full)."""
+        key, source, name, bundled = self.check(spec, factor)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                hit.last_used = time.monotonic()
+                return hit
+        model = self._load(source)
+        entry = LoadedModel(key=key, name=name, version=state_version(model), source=source, model=model,
+                            bundled=bundled)
+        with self._lock:
+            self._cache[key] = entry
+            self._cache.move_to_end(key)
+            while len(self._cache) > max(1, int(self.policy.cache_size)):
+                self._cache.popitem(last=False)
+        return entry
+
+    def _load(self, source: str):
+        if self._loader is not None:
+            return self._loader(source)
+        from .hub import PretrainedLoadError
+        from .models import TransMRSR
+
+        try:
+            return TransMRSR.from_pretrained(source)
+        except PretrainedLoadError as exc:
+            raise ModelNotAllowed(public_message(str(exc))) from None
+
+    def loaded(self) -> list[LoadedModel]:
+        """The models in the cache, most recently used last."""
+        with self._lock:
+            return list(self._cache.values())
+
+    def loaded_entry(self, spec: str | None, factor: int) -> LoadedModel | None:
+        """The cached model ``spec`` would use at ``factor``, or None (nothing is loaded or checked
+        beyond the policy)."""
+        try:
+            key = self.check(spec, factor)[0]
+        except ValueError:
+            return None
+        with self._lock:
+            return self._cache.get(key)
+
+    def forget(self, source: str) -> None:
+        """Drop a model from the cache (its weights changed on disk)."""
+        with self._lock:
+            for key in [k for k, v in self._cache.items() if v.source.rstrip("/") == str(source).rstrip("/")]:
+                del self._cache[key]
+
+
+class SessionRegistry:
+    """One private folder per browser session under ``root`` (named by an unguessable token, never
+    by the upload) and the session's current case; closed on session end or after ``ttl_s``
+    seconds without use. Folders left by an earlier process are removed once older than
+    ``ttl_s``."""
+
+    def __init__(self, root: str | Path, ttl_s: float = 3600.0) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.ttl_s = float(ttl_s)
+        self._sessions: dict[str, dict] = {}
+        self._refs: dict[str, str] = {}
+        self._lock = threading.RLock()
+
+    def folder(self, sid: str) -> Path:
+        """The session's private folder (created on first use)."""
+        with self._lock:
+            entry = self._sessions.get(sid)
+            if entry is None:
+                path = self.root / secrets.token_urlsafe(18)
+                path.mkdir(mode=0o700)
+                entry = self._sessions[sid] = {"folder": path, "cases": {}, "used": time.time()}
+            entry["used"] = time.time()
+            entry["folder"].mkdir(mode=0o700, parents=True, exist_ok=True)
+            return entry["folder"]
+
+    def set_case(self, sid: str, case: Any) -> str:
+        """Keep ``case`` as the session's current one (an earlier one is freed); returns its
+        unguessable reference, the only thing the browser holds."""
+        self.folder(sid)
+        ref = secrets.token_urlsafe(18)
+        with self._lock:
+            entry = self._sessions[sid]
+            for old in entry["cases"]:
+                self._refs.pop(old, None)
+            entry["cases"] = {ref: case}
+            self._refs[ref] = sid
+        return ref
+
+    def case(self, ref: str | None) -> Any:
+        """The case behind ``ref`` (None when unknown or its session has closed)."""
+        with self._lock:
+            sid = self._refs.get(ref or "")
+            if sid is None:
+                return None
+            entry = self._sessions[sid]
+            entry["used"] = time.time()
+            return entry["cases"].get(ref)
+
+    def drop_case(self, sid: str) -> None:
+        """Free the session's case (a new upload makes it stale), keep its folder."""
+        with self._lock:
+            entry = self._sessions.get(sid)
+            if entry:
+                for ref in entry["cases"]:
+                    self._refs.pop(ref, None)
+                entry["cases"] = {}
+
+    def close(self, sid: str) -> None:
+        """End a session: free its case and delete its folder."""
+        with self._lock:
+            entry = self._sessions.pop(sid, None)
+            if entry is None:
+                return
+            for ref in entry["cases"]:
+                self._refs.pop(ref, None)
+        shutil.rmtree(entry["folder"], ignore_errors=True)
+
+    def sessions(self) -> list[str]:
+        with self._lock:
+            return list(self._sessions)
+
+    def sweep(self, now: float | None = None) -> int:
+        """Close sessions idle for longer than the TTL and remove folders under ``root`` that no
+        session of this process owns and that are older than the TTL. Returns how many went."""
+        now = time.time() if now is None else now
+        with self._lock:
+            stale = [sid for sid, e in self._sessions.items() if now - e["used"] > self.ttl_s]
+            owned = {e["folder"].name for sid, e in self._sessions.items() if sid not in stale}
+        for sid in stale:
+            self.close(sid)
+        gone = len(stale)
+        for p in self.root.iterdir() if self.root.is_dir() else []:
+            try:
+                old = now - p.stat().st_mtime > self.ttl_s
+            except OSError:
+                continue
+            if p.name not in owned and old:
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                gone += 1
+        return gone
+
+    def start_sweeper(self, every_s: float | None = None) -> threading.Thread:
+        """Sweep now and then every ``every_s`` seconds (default: a quarter of the TTL, 5 s to
+        10 min) in a daemon thread."""
+        self.sweep()
+        period = every_s or min(max(self.ttl_s / 4, 5.0), 600.0)
+
+        def loop() -> None:
+            while True:
+                time.sleep(period)
+                self.sweep()
+
+        t = threading.Thread(target=loop, name="transmrsr-session-sweeper", daemon=True)
+        t.start()
+        return t
