@@ -642,3 +642,226 @@ def test_air_only_tiles_are_not_run_and_keep_the_interpolation():
     np.testing.assert_allclose(res.sr[80:, :, 80:], np.maximum(interp[80:, :, 80:], 0.0), atol=1e-5)  # far air
     assert np.all(res.sr[:10, :, :10] > interp[:10, :, :10])  # the head got the +0.25 shift
     assert done[-1][0] == done[-1][1] and tiles > 4
+
+
+# ---------------------------------------------------------------------------- 4b. io: hostile and odd files
+# Everything refusable from the header is refused before the image data is read: ``no_data_read``
+# makes any read of the image data fail the test (nibabel's reader and ours both go through
+# ``array_from_file``).
+import gzip as _gzip  # noqa: E402
+
+import transmrsr.data.io as tio  # noqa: E402
+
+
+@pytest.fixture
+def no_data_read(monkeypatch):
+    import nibabel.arrayproxy
+    import nibabel.volumeutils
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the image data was read")
+
+    monkeypatch.setattr(nibabel.volumeutils, "array_from_file", refuse)
+    monkeypatch.setattr(nibabel.arrayproxy, "array_from_file", refuse)
+
+
+def _header(shape, dtype=np.float32, zooms=(1.0, 1.0, 4.0)) -> nib.Nifti1Header:
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(shape)
+    hdr.set_data_dtype(dtype)
+    hdr.set_zooms(zooms)
+    hdr.set_sform(np.diag([*zooms, 1.0]), code=1)
+    return hdr
+
+
+def _gz_with_payload(path, hdr: nib.Nifti1Header, payload_bytes: int, data: bytes = b"") -> str:
+    """A .nii.gz: ``hdr``, then ``data``, then zero bytes up to ``payload_bytes`` (written in
+    chunks, compressed at level 9: a few hundred MB of zeros take a few hundred KB)."""
+    hdr = hdr.copy()
+    hdr.set_data_offset(352)
+    with _gzip.open(path, "wb", compresslevel=9) as fh:
+        fh.write(hdr.binaryblock + b"\x00" * 4)
+        fh.write(data)
+        left, chunk = payload_bytes - len(data), b"\x00" * (1 << 22)
+        while left > 0:
+            fh.write(chunk[: min(left, len(chunk))])
+            left -= len(chunk)
+    return str(path)
+
+
+def test_gzip_bomb_header_claims_4096_cubed_is_refused_unread(tmp_path, no_data_read):
+    path = _gz_with_payload(tmp_path / "bomb.nii.gz", _header((4096, 4096, 4096), np.int16), 64 * 1024**2)
+    assert 40_000 < (tmp_path / "bomb.nii.gz").stat().st_size < 100_000  # about 65 KB on disk
+    with pytest.raises(VolumeError, match="limit"):
+        load_volume(path)
+
+
+def test_gzip_bomb_within_the_voxel_count_is_refused_by_its_decompressed_size(tmp_path, no_data_read):
+    """512 x 512 x 520 int16: 272 MB of zeros in a 265 KB file; reading it takes 818 MB
+    (the int16 data and its float32 copy)."""
+    shape = (512, 512, 520)
+    path = _gz_with_payload(tmp_path / "zeros.nii.gz", _header(shape, np.int16), int(np.prod(shape)) * 2)
+    assert (tmp_path / "zeros.nii.gz").stat().st_size < 400_000
+    with pytest.raises(VolumeError) as err:
+        load_volume(path)
+    msg = str(err.value)
+    assert path in msg and "limit" in msg and "MiB" in msg and tio.MAX_INPUT_BYTES_ENV in msg
+
+
+def test_input_limit_by_argument_and_environment(tmp_path, monkeypatch):
+    d = smooth_volume((20, 18, 16))
+    path = write_nifti(tmp_path / "v.nii.gz", d, np.eye(4))
+    n = 20 * 18 * 16 * (4 + 4)  # the stored float32 data + its C-ordered float32 copy
+    assert load_volume(path, max_bytes=n).shape == (20, 18, 16)
+    with pytest.raises(VolumeError, match="limit"):
+        load_volume(path, max_bytes=n - 1)
+    monkeypatch.setenv(tio.MAX_INPUT_BYTES_ENV, str(n - 1))
+    with pytest.raises(VolumeError, match="limit"):
+        load_volume(path)
+    monkeypatch.setenv(tio.MAX_INPUT_BYTES_ENV, "1M")
+    assert load_volume(path).shape == (20, 18, 16)
+    monkeypatch.setenv(tio.MAX_INPUT_BYTES_ENV, "lots")
+    with pytest.raises(ValueError, match=tio.MAX_INPUT_BYTES_ENV):
+        load_volume(path)
+
+
+def test_output_limit_uses_the_factor_in_the_header(tmp_path, monkeypatch):
+    """20 x 18 x 6 voxels of 1 x 1 x 4 mm: the x4 SR takes 20*18*6*4 float32 = 34,560 bytes."""
+    path = write_nifti(tmp_path / "lr.nii.gz", smooth_volume((20, 18, 6)), np.diag([1.0, 1.0, 4.0, 1.0]))
+    out = 20 * 18 * 6 * 4 * 4
+    assert load_volume(path, max_output_bytes=out).shape == (20, 18, 6)
+    with pytest.raises(VolumeError, match="x4 super-resolution"):
+        load_volume(path, max_output_bytes=out - 1)
+    monkeypatch.setenv(tio.MAX_OUTPUT_BYTES_ENV, str(out - 1))
+    with pytest.raises(VolumeError, match=tio.MAX_OUTPUT_BYTES_ENV):
+        load_volume(path)
+    assert tio.check_output_size(load_volume(path, max_output_bytes=out), 2) == out // 2
+
+
+def test_gzip_payload_larger_than_the_header_declares_is_refused(tmp_path):
+    """Modest dims (20 x 18 x 6 float32, 8.6 KB) followed by 64 MB of zeros: refused, having
+    inflated no more than the declared data and one slack block past it."""
+    hdr = _header((20, 18, 6))
+    data = smooth_volume((20, 18, 6)).astype("<f4").tobytes(order="F")
+    path = _gz_with_payload(tmp_path / "long.nii.gz", hdr, 64 * 1024**2, data=data)
+    read = []
+    original = _gzip.GzipFile.read
+
+    def counting_read(self, size=-1):
+        out = original(self, size)
+        read.append(len(out))
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_gzip.GzipFile, "read", counting_read)
+        with pytest.raises(VolumeError) as err:
+            load_volume(path)
+    assert "more data than its header declares" in str(err.value)
+    assert sum(read) <= len(data) + 352 + tio.TRAILING_SLACK_BYTES + 1 + 64 * 1024
+
+
+def test_small_trailing_padding_is_accepted(tmp_path):
+    hdr = _header((20, 18, 6))
+    d = smooth_volume((20, 18, 6))
+    path = _gz_with_payload(tmp_path / "pad.nii.gz", hdr, d.nbytes + 512, data=d.astype("<f4").tobytes(order="F"))
+    np.testing.assert_array_equal(load_volume(path).data, d)
+
+
+def test_uncompressed_payload_larger_than_declared_is_refused_unread(tmp_path, no_data_read):
+    hdr = _header((20, 18, 6))
+    (tmp_path / "long.nii").write_bytes(hdr.binaryblock + b"\x00" * 4 + b"\x01" * (20 * 18 * 6 * 4 + 2 * 1024**2))
+    with pytest.raises(VolumeError, match="more data than its header declares"):
+        load_volume(tmp_path / "long.nii")
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_truncated_file_is_refused_with_a_clear_message(tmp_path, suffix):
+    """The data stops halfway (for .nii.gz a complete gzip stream that is simply short)."""
+    d = smooth_volume((20, 18, 6))
+    path = tmp_path / f"half{suffix}"
+    blob = _header((20, 18, 6)).binaryblock + b"\x00" * 4 + d.astype("<f4").tobytes(order="F")[: d.nbytes // 2]
+    path.write_bytes(_gzip.compress(blob) if suffix == ".nii.gz" else blob)
+    with pytest.raises(VolumeError) as err:
+        load_volume(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: the file is truncated"), msg
+    assert f"{d.nbytes:,} bytes" in msg and "damaged" not in msg and msg.count(str(path)) == 1, msg
+
+
+def test_truncated_uncompressed_file_is_refused_unread(tmp_path, no_data_read):
+    (tmp_path / "cut.nii").write_bytes(_header((20, 18, 6)).binaryblock + b"\x00" * 100)
+    with pytest.raises(VolumeError, match="truncated"):
+        load_volume(tmp_path / "cut.nii")
+
+
+@pytest.mark.parametrize(
+    "dtype,words",
+    [(np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")]), "colour (RGB)"), (np.complex64, "complex")],
+    ids=["rgb24", "complex64"],
+)
+def test_rgb_and_complex_data_are_refused_unread(tmp_path, no_data_read, dtype, words):
+    hdr = _header((20, 18, 6), dtype)
+    n = 20 * 18 * 6 * np.dtype(dtype).itemsize
+    (tmp_path / "x.nii").write_bytes(hdr.binaryblock + b"\x00" * 4 + b"\x01" * n)
+    with pytest.raises(VolumeError) as err:
+        load_volume(tmp_path / "x.nii")
+    assert words in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "zooms,words",
+    [((1.0, 1.0, 1e6), "outside the accepted"), ((1e-5, 1e-5, 1e-5), "outside the accepted"),
+     ((0.01, 0.01, 0.5), "factor")],
+    ids=["1x1x1e6mm", "10nm", "factor50"],
+)
+def test_absurd_voxel_sizes_are_refused_unread(tmp_path, no_data_read, zooms, words):
+    hdr = _header((20, 18, 6), zooms=zooms)
+    (tmp_path / "v.nii").write_bytes(hdr.binaryblock + b"\x00" * 4 + b"\x01" * (20 * 18 * 6 * 4))
+    with pytest.raises(VolumeError, match=words):
+        load_volume(tmp_path / "v.nii")
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan")], ids=["zero", "negative", "nan"])
+def test_bad_pixdim_is_refused_unread(tmp_path, no_data_read, value):
+    hdr = _header((20, 18, 6))
+    hdr.set_sform(None, code=0)
+    hdr.set_qform(np.diag([1.0, 1.0, 4.0, 1.0]), code=1)
+    raw = bytearray(hdr.binaryblock + b"\x00" * 4 + b"\x01" * (20 * 18 * 6 * 4))
+    raw[80:84] = struct.pack("<f", value)
+    (tmp_path / "p.nii").write_bytes(bytes(raw))
+    with pytest.raises(VolumeError, match="voxel size"):
+        load_volume(tmp_path / "p.nii")
+
+
+def test_mask_reading_has_the_same_limits(tmp_path, no_data_read):
+    path = _gz_with_payload(tmp_path / "mask.nii.gz", _header((512, 512, 520), np.uint8), 1024)
+    with pytest.raises(VolumeError, match="limit"):
+        tio.load_mask(path)
+
+
+def test_public_message_names_the_file_only(tmp_path):
+    path = tmp_path / "deep" / "folder" / "scan.nii.gz"
+    with pytest.raises(VolumeError) as err:
+        load_volume(path)
+    assert str(path) in str(err.value)
+    assert err.value.public_message() == "scan.nii.gz: no such file"
+
+
+@pytest.mark.parametrize(
+    "text,expected", [("512M", 512 * 1024**2), ("2G", 2 * 1024**3), ("1000", 1000), ("1.5kb", 1536)]
+)
+def test_parse_size(text, expected):
+    assert tio.parse_size(text) == expected
+
+
+@pytest.mark.parametrize("dtype", ["<i2", ">i2", "u1", ">f4", "<f8", "<i4"])
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_load_volume_data_equals_nibabels_for_each_stored_type(tmp_path, dtype, suffix):
+    d = (smooth_volume((9, 8, 7)) * 2).astype(dtype)
+    img = nib.Nifti1Image(d, np.diag([1.0, 1.0, 3.0, 1.0]))
+    img.header.set_data_dtype(dtype)
+    img.header.set_slope_inter(0.25, -3.0)
+    nib.save(img, str(tmp_path / f"v{suffix}"))
+    vol = load_volume(tmp_path / f"v{suffix}")
+    assert vol.data.dtype == np.float32 and vol.data.flags.c_contiguous
+    np.testing.assert_allclose(vol.data, nib.load(str(tmp_path / f"v{suffix}")).get_fdata(), rtol=1e-6, atol=1e-4)
