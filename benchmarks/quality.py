@@ -10,23 +10,24 @@ Usage::
 For each scale, every network is trained with one recipe: ``transmrsr train-sr`` with the options
 given here (``--data``, ``--gan``, ``--preset``, ``--img-size``, ``--batch-size``, ``--lr``, the loss,
 ``--max-steps`` = ``--steps``), once as TransMRSR, once with ``--arch edsr`` (the EDSR-style CNN
-baseline) and once per ablation (``--ablation no-gp|no-sdt|no-mref|no-sc``): the same data and
+baseline) and once per ablation (``--ablation no-gp|no-sdt|no-mref|no-sc|frozen-gp``): the same data and
 the same budget, one flag apart. Runs live in ``RUNS/x<scale>/<name>`` (keep RUNS outside the
 repository); a finished run is reused and an unfinished one resumed (``--resume``), so the
 benchmark can be stopped and started again, or given a larger ``--steps``. Without ``--gan`` a
 stage-1 prior is trained into ``RUNS/gan`` (``--gan-steps``) and its centroids fitted.
 ``--models NAME=FOLDER`` uses an already trained folder instead (NAME one of edsr, transmrsr,
-no-gp, no-sdt, no-mref, no-sc; ``{scale}`` in FOLDER is replaced by the scale), e.g. the bundled
+no-gp, no-sdt, no-mref, no-sc, frozen-gp; ``{scale}`` in FOLDER is replaced by the scale), e.g. the bundled
 ``checkpoints/transmrsr-small-t1-x{scale}``.
 
 Test subject: the ICBM152 2009a T1 that ships in nilearn on the paper's 182x218x181 grid
 (``transmrsr.data.packaged.held_out_t1``; held out of training by ``prepare-packaged``), thick
 slices simulated along the axial axis (box profile, as in training). Rows: cubic and trilinear
-interpolation, EDSR, TransMRSR at phi = 0.5 and phi = 1, and the four ablations (at
-``--ablation-phi``); columns: PSNR / SSIM inside the brain mask and over the whole volume (HR
+interpolation, EDSR, TransMRSR at phi = 0.5 and phi = 1, the four ablations of Table 3 and the
+frozen GP of Table 4 (at ``--ablation-phi``; no-gp and no-sdt have no SDT, so no phi); columns: PSNR / SSIM inside the brain mask and over the whole volume (HR
 data range, ``transmrsr.evaluation``), with ``--dice`` the tissue Dice (dipy HMRF, minutes per
 row). Each table is followed by the ablations' PSNR drop against the full model, ordered, beside
-the ordering of the paper's Table 3.
+the ordering of the paper's Table 3, and frozen GP against the full model beside Table 4. The
+ablations are ``SRTrainConfig.ABLATIONS`` (docs/deviations.md says what each one turns off).
 
 ``--quick``: ``tiny`` preset, a few steps, a 64x64x48 crop of the held-out volume (at the brain's
 edge, see :func:`crop_box`), L1 only, no
@@ -53,6 +54,7 @@ import numpy as np
 import torch
 
 from transmrsr.cli import main as transmrsr_cli
+from transmrsr.config import SRTrainConfig
 from transmrsr.data import simulate_thick
 from transmrsr.data.datasets import find_volumes
 from transmrsr.data.degradation import interpolate_to_thin
@@ -64,15 +66,16 @@ from transmrsr.models import EDSR, TransMRSR, load_sr_model
 REPO = Path(__file__).resolve().parents[1]
 
 AXIS = 2  # thick axis: axial in RAS, as in training (train-sr --axis 2)
-TRAINED = ("edsr", "transmrsr", "no-gp", "no-sdt", "no-mref", "no-sc")
-ABLATIONS = ("no-gp", "no-sdt", "no-mref", "no-sc")
-SWITCH = {"no-sdt": "use_sdt", "no-mref": "use_cwss", "no-sc": "use_skip"}  # no-gp: only the initialisation differs
+TRAINED = ("edsr", "transmrsr", "no-gp", "no-sdt", "no-mref", "no-sc", "frozen-gp")
+ABLATIONS = ("no-gp", "no-sdt", "no-mref", "no-sc")  # Table 3
+TABLE4 = ("frozen-gp",)
+#: the config fields each variant sets (no-gp: also its initialisation; frozen-gp: its training)
+SWITCH = SRTrainConfig.ABLATIONS
 QUICK = dict(preset="tiny", steps=3, batch_size=4, gan_steps=4, centroid_samples=200, crop=(64, 64, 48), val_fraction=0.0)
 RECIPE_NAME = "quality-recipe.json"
 
 #: The paper's Table 3 (ablations on IXI-Test T1, x8; PSNR dB, SSIM, Dice-Avg), as printed in
-#: arXiv 2306.06669 §4.5. Its "w/o GP" row also has SDT off (x in both columns), while our
-#: ``no-gp`` keeps SDT with the stage-1 centroids and only starts the decoder from random weights.
+#: arXiv 2306.06669 §4.5. Its "w/o GP" row has SDT off too, as our ``no-gp``.
 PAPER_TABLE3_X8 = {
     "transmrsr": {"psnr": 30.85, "ssim": 0.9451, "dice_avg": 0.9511},
     "no-gp": {"psnr": 30.33, "ssim": 0.9351, "dice_avg": 0.9091},
@@ -80,6 +83,8 @@ PAPER_TABLE3_X8 = {
     "no-mref": {"psnr": 14.34, "ssim": 0.4041, "dice_avg": 0.7401},
     "no-sc": {"psnr": 30.36, "ssim": 0.9140, "dice_avg": 0.9471},
 }
+#: The paper's Table 4 (training strategy of the GP, IXI-Test T1, x8).
+PAPER_TABLE4_X8_T1 = {"frozen-gp": {"psnr": 30.84, "ssim": 0.9450}, "transmrsr": {"psnr": 30.85, "ssim": 0.9451}}
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -226,7 +231,7 @@ def evaluate_scale(
         interp = interpolate_to_thin(lr, AXIS, scale, n_thin=n_thin, mode=mode)
         rows.append(Row(name, None, "interpolation", score(name, interp, hr, mask, sa, hr_seg)))
     plan = [("EDSR", "edsr", None)] + [("TransMRSR", "transmrsr", phi) for phi in sorted({0.5, 1.0, args.ablation_phi})]
-    plan += [(name, name, None if name == "no-sdt" else args.ablation_phi) for name in ABLATIONS]
+    plan += [(name, name, None if name in ("no-sdt", "no-gp") else args.ablation_phi) for name in ABLATIONS + TABLE4]
     for label, key, phi in plan:
         if key not in models:
             continue
@@ -294,8 +299,12 @@ def ablation_summary(rows: list[Row], scale: int, phi: float) -> str:
     lines.insert(0, f"Ours at ×{scale} (PSNR in the brain mask, change vs TransMRSR at φ = {phi:g}, largest drop first): "
                     f"{ours_text} → {' > '.join(ours)}.")
     same = "the same ordering" if conc == pairs and len(ours) == len(paper_order) else "a different ordering"
-    lines.append(f"Agreement: {conc} of {pairs} pairs ordered as in the paper (Kendall τ = {tau:+.2f}): {same}. "
-                 "The paper's w/o GP row also turns SDT off; ours keeps it.")
+    lines.append(f"Agreement: {conc} of {pairs} pairs ordered as in the paper (Kendall τ = {tau:+.2f}): {same}.")
+    frozen = next((r for r in rows if r.method == "frozen-gp"), None)
+    if frozen is not None:
+        t4 = PAPER_TABLE4_X8_T1
+        lines.append(f"Frozen GP at ×{scale}: {frozen.scores.psnr_mask - full.scores.psnr_mask:+.2f} dB vs TransMRSR at "
+                     f"φ = {phi:g} (paper, Table 4, T1 ×8: {t4['frozen-gp']['psnr'] - t4['transmrsr']['psnr']:+.2f} dB).")
     if any(r.source.startswith("given") != full.source.startswith("given") for r in abl.values()):
         lines.append("Caveat: the full model and some ablations come from different places (given with --models vs "
                      "trained here), so these drops do not compare like with like.")
@@ -369,7 +378,7 @@ def recipe_for(args, scale: int, gan: Path | None) -> list[str]:
     return r
 
 
-VARIANT = {"edsr": ["--arch", "edsr"], "transmrsr": [], **{a: ["--ablation", a] for a in ABLATIONS}}
+VARIANT = {"edsr": ["--arch", "edsr"], "transmrsr": [], **{a: ["--ablation", a] for a in ABLATIONS + TABLE4}}
 
 
 def load_checked(name: str, folder: str) -> TransMRSR | EDSR:
@@ -377,9 +386,10 @@ def load_checked(name: str, folder: str) -> TransMRSR | EDSR:
     want = EDSR if name == "edsr" else TransMRSR
     if not isinstance(model, want):
         raise SystemExit(f"quality.py: {folder} holds a {type(model).__name__}, not the {want.__name__} that row {name!r} needs")
-    if name in SWITCH and getattr(model.config, SWITCH[name]):
-        raise SystemExit(f"quality.py: {folder} has {SWITCH[name]}=True; it is not the {name} ablation")
-    if name == "transmrsr" and not all(getattr(model.config, s) for s in SWITCH.values()):
+    for field, value in SWITCH.get(name, {}).items():
+        if getattr(model.config, field) != value:
+            raise SystemExit(f"quality.py: {folder} has {field}={getattr(model.config, field)}; it is not the {name} ablation")
+    if name == "transmrsr" and any(getattr(model.config, f) == v for a in SWITCH.values() for f, v in a.items()):
         raise SystemExit(f"quality.py: {folder} is an ablated TransMRSR, not the full model")
     return model.eval()
 

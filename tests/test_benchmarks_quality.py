@@ -213,7 +213,7 @@ def test_quality_quick(quality, data_dir, edsr_run, tmp_path, capsys):
         assert part in header, part
     rows = [line for line in stdout.splitlines() if line.startswith("| ") and not line.startswith("| method")]
     names = [r.split("|")[1].strip() for r in rows]
-    assert names == ["cubic", "trilinear", "EDSR", "TransMRSR", "TransMRSR", "no-gp", "no-sdt", "no-mref", "no-sc"]
+    assert names == ["cubic", "trilinear", "EDSR", "TransMRSR", "TransMRSR", "no-gp", "no-sdt", "no-mref", "no-sc", "frozen-gp"]
     assert [r.split("|")[2].strip() for r in rows[3:5]] == ["0.5", "1"]
     assert "Paper, Table 3" in stdout and "no-mref > no-gp > no-sc > no-sdt" in stdout and "Kendall" in stdout
 
@@ -237,7 +237,7 @@ def test_quality_quick(quality, data_dir, edsr_run, tmp_path, capsys):
 
     # every TransMRSR variant was trained with one recipe, one flag apart, and is reused as is
     recipes = {}
-    for name in ("transmrsr", "no-gp", "no-sdt", "no-mref", "no-sc"):
+    for name in ("transmrsr", "no-gp", "no-sdt", "no-mref", "no-sc", "frozen-gp"):
         folder = runs / f"x{SCALE}" / name
         recipes[name] = json.loads((folder / quality.RECIPE_NAME).read_text())["recipe"]
         log = read_log(folder)

@@ -306,12 +306,41 @@ class DropPath(nn.Module):
         return x * mask / keep
 
 
-def sinusoidal_grid(height: int, width: int, channels: int, device=None, dtype=None) -> torch.Tensor:
-    """2-D sinusoidal position embedding ``(1, H, W, channels)``.
+def styleswin_sinusoidal_grid(height: int, width: int, channels: int, device=None, dtype=None) -> torch.Tensor:
+    """StyleSwin's 2-D sinusoidal position embedding (its ``SinusoidalPositionalEmbedding.make_grid2d``),
+    ``(1, H, W, channels)``.
 
-    Half of the channels encode the row, half the column, each as sin/cos pairs at
-    geometrically spaced frequencies (as in the Transformer), so StyleSwin's upsampling layers
-    can inject absolute position.
+    With ``q = channels / 4`` frequencies ``w_i = 10000^(-i / (q - 1))``, ``i = 0 .. q-1``, and
+    positions counted from 1 (StyleSwin keeps 0 for padding)::
+
+        grid[0, y, x] = [sin((x+1) w), cos((x+1) w) | sin((y+1) w), cos((y+1) w)]
+
+    i.e. the column embedding fills the first half of the channels and the row embedding the
+    second. Computed in float32 with StyleSwin's operations, so the values are its values bit for
+    bit (``q = 1``, where its divisor ``q - 1`` is 0, takes the one frequency 1).
+    """
+    if channels % 4:
+        raise ValueError(f"sinusoidal embedding needs channels divisible by 4, got {channels}")
+    quarter = channels // 4
+    freqs = torch.exp(torch.arange(quarter, device=device, dtype=torch.float32) * -(math.log(10000.0) / max(quarter - 1, 1)))
+
+    def embed(n: int) -> torch.Tensor:  # (n, 2q): positions 1 .. n
+        p = torch.arange(1, n + 1, device=device, dtype=torch.float32)[:, None] * freqs[None]
+        return torch.cat([p.sin(), p.cos()], dim=1)
+
+    cols = embed(width)[None, :, :].expand(height, width, 2 * quarter)
+    rows = embed(height)[:, None, :].expand(height, width, 2 * quarter)
+    grid = torch.cat([cols, rows], dim=-1)[None]
+    return grid.to(dtype) if dtype is not None else grid
+
+
+def sinusoidal_grid(height: int, width: int, channels: int, device=None, dtype=None) -> torch.Tensor:
+    """The earlier (``position_table="legacy"``) 2-D sinusoidal embedding ``(1, H, W, channels)``.
+
+    Kept only so that weights trained with it (the bundled checkpoints, whose ``config.json``
+    predates the ``position_table`` field) give the outputs they were trained to give. It differs
+    from :func:`styleswin_sinusoidal_grid` in three ways: positions count from 0, the row
+    embedding comes first, and the frequency divisor is ``q`` instead of ``q - 1``.
     """
     if channels % 4:
         raise ValueError(f"sinusoidal embedding needs channels divisible by 4, got {channels}")

@@ -29,6 +29,7 @@ from .layers import (
     chunked_cpu_path,
     linear,
     sinusoidal_grid,
+    styleswin_sinusoidal_grid,
     token_chunks,
 )
 from .swin import WindowAttention
@@ -108,20 +109,52 @@ class StyleSwinBlock(nn.Module):
         return self.mlp(y, residual=y, norm=self.norm2.modulation(y, style), inplace=True)
 
 
+def decoder_position_table(kind: str, resolution: int, channels: int, img_size: int) -> torch.Tensor:
+    """The fixed position table ``(1, r, r, C)`` added after the upsampling to ``resolution`` ``r``
+    (``TransMRSRConfig.position_table``).
+
+    * ``"styleswin"``: StyleSwin's grid (:func:`~.layers.styleswin_sinusoidal_grid`, column
+      embedding then row embedding). At the resolutions that CWSS modulates (``8 .. S/2``) its two
+      channel halves are swapped, ``[row | column]``: our CWSS modulates the second half of the
+      channels (``concat[F0, alpha * F1 + beta]``, paper eq. 9) where the authors' code modulates
+      the first, so there our channels are theirs with the halves swapped, and the table follows
+      the channels. At ``S`` (not modulated) the order is StyleSwin's. The network is then the
+      authors' up to that fixed channel permutation (``benchmarks/speed.py``'s mapping). The table
+      does not depend on ``use_cwss``, so a stage-1 generator serves every ablation.
+    * ``"legacy"``: the table used before (:func:`~.layers.sinusoidal_grid`), for the weights
+      trained with it.
+    """
+    if kind == "legacy":
+        return sinusoidal_grid(resolution, resolution, channels)
+    if kind != "styleswin":
+        raise ValueError(f"unknown position table {kind!r}; choose one of {list(TransMRSRConfig.POSITION_TABLES)}")
+    grid = styleswin_sinusoidal_grid(resolution, resolution, channels)
+    if resolution < img_size:
+        grid = grid.roll(channels // 2, dims=-1)  # [col | row] -> [row | col]
+    return grid.contiguous()
+
+
 class BilinearUpsample(nn.Module):
-    """x2 bilinear upsampling, LayerNorm, Linear to ``out_dim``, plus a sinusoidal position
-    embedding scaled by a learned ``alpha`` (initialised at 0). ``(B, H*W, C) -> (B, 4*H*W, C_out)``.
+    """x2 bilinear upsampling, LayerNorm, Linear to ``out_dim``, plus a fixed sinusoidal position
+    table ``pos (1, 2H, 2W, C_out)`` scaled by a learned ``alpha`` (initialised at 0).
+    ``(B, H*W, C) -> (B, 4*H*W, C_out)``. ``pos`` defaults to StyleSwin's table at
+    ``out_resolution`` (the synthesis network passes :func:`decoder_position_table`'s).
     """
 
     #: tokens per chunk on the CPU inference path
     CPU_CHUNK = CPU_CHUNK_TOKENS
 
-    def __init__(self, dim: int, out_dim: int, out_resolution: int) -> None:
+    def __init__(self, dim: int, out_dim: int, out_resolution: int, pos: torch.Tensor | None = None) -> None:
         super().__init__()
+        if pos is None:
+            pos = styleswin_sinusoidal_grid(out_resolution, out_resolution, out_dim)
+        if pos.shape != (1, out_resolution, out_resolution, out_dim):
+            raise ValueError(f"position table of shape {tuple(pos.shape)} for a {out_resolution}² map of {out_dim} channels")
         self.norm = nn.LayerNorm(dim)
         self.reduction = nn.Linear(dim, out_dim, bias=False)
         self.alpha = nn.Parameter(torch.zeros(1))
-        self.register_buffer("pos", sinusoidal_grid(out_resolution, out_resolution, out_dim), persistent=False)
+        # recomputed from the config, not saved with the weights (see decoder_position_table)
+        self.register_buffer("pos", pos, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, length, c = x.shape
@@ -144,7 +177,8 @@ class BilinearUpsample(nn.Module):
 
 
 class StyleLayer(nn.Module):
-    """``depth`` StyleSwin blocks at one resolution (one latent each), then optional upsampling."""
+    """``depth`` StyleSwin blocks at one resolution (one latent each), then optional upsampling
+    (``out_dim`` channels, position table ``pos``)."""
 
     def __init__(
         self,
@@ -156,12 +190,13 @@ class StyleLayer(nn.Module):
         depth: int,
         mlp_ratio: float,
         style_dim: int,
+        pos: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
             StyleSwinBlock(dim, heads, resolution, window, mlp_ratio, style_dim) for _ in range(depth)
         )
-        self.upsample = BilinearUpsample(dim, out_dim, 2 * resolution) if out_dim is not None else None
+        self.upsample = BilinearUpsample(dim, out_dim, 2 * resolution, pos) if out_dim is not None else None
 
     def forward(self, x: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
         """``x (B, H*W, C)``, ``styles (B, depth, D)``."""
@@ -197,6 +232,8 @@ class StyleSwinSynthesis(nn.Module):
         self.depth = cfg.dec_depth
         self.const = nn.Parameter(torch.randn(1, 16, ch[0]))  # 4x4 tokens
         n = cfg.num_dec_layers
+        self.img_size, self.channels = cfg.img_size, list(ch)
+        self.position_table = cfg.position_table
         self.layers = nn.ModuleList(
             StyleLayer(
                 dim=ch[i],
@@ -207,9 +244,23 @@ class StyleSwinSynthesis(nn.Module):
                 depth=cfg.dec_depth,
                 mlp_ratio=cfg.mlp_ratio,
                 style_dim=cfg.style_dim,
+                pos=self._table(cfg.position_table, i) if i + 1 < n else None,
             )
             for i in range(n)
         )
+
+    def _table(self, kind: str, layer: int) -> torch.Tensor:
+        """Position table of layer ``layer``'s upsampling (output resolution ``2^(layer+3)``)."""
+        return decoder_position_table(kind, 2 ** (layer + 3), self.channels[layer + 1], self.img_size)
+
+    @torch.no_grad()
+    def set_position_table(self, kind: str) -> None:
+        """Recompute every upsampling layer's ``pos`` buffer as table ``kind`` (same device and dtype)."""
+        for i, layer in enumerate(self.layers):
+            if layer.upsample is not None:
+                old = layer.upsample.pos
+                layer.upsample.pos = self._table(kind, i).to(device=old.device, dtype=old.dtype)
+        self.position_table = kind
 
     def forward(
         self, latents: torch.Tensor, modulations: list[tuple[torch.Tensor, torch.Tensor] | None] | None = None

@@ -8,10 +8,16 @@
   -> StyleSwin synthesis (the stage-1 generative prior), its input at each resolution
      ``4 .. S/2`` modulated by CWSS from the encoder output of that resolution
   -> reconstruction head on ``F_s + F_d1`` -> residual; ``y = x + residual``.
+
+The paper's ablations are config switches (``TransMRSRConfig``, ``SRTrainConfig.ABLATIONS``):
+w/o GP (``use_generative_prior`` and ``use_sdt`` off), w/o SDT (``use_sdt``), w/o MREF
+(``use_cwss``), w/o SC (``use_skip`` and ``use_residual`` off: ``y = H_rec(F_d1)``), frozen GP
+(``freeze_prior``: the decoder's parameters do not train).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 
@@ -86,7 +92,9 @@ class TransMRSR(nn.Module, PretrainedMixin):
     """TransMRSR: ``model(x (B, 1, S, S) in [0, 1], phi) -> (B, 1, S, S)``, ``S = config.img_size``.
 
     Ablation switches (all in the config): ``use_generative_prior`` (see
-    :meth:`load_generative_prior`), ``use_sdt``, ``use_cwss`` (MREF), ``use_skip`` (SC).
+    :meth:`load_generative_prior`), ``use_sdt``, ``use_cwss`` (MREF), ``use_skip`` and
+    ``use_residual`` (SC), ``freeze_prior`` (the decoder's parameters are built with
+    ``requires_grad=False``).
     """
 
     def __init__(self, config: TransMRSRConfig) -> None:
@@ -113,6 +121,8 @@ class TransMRSR(nn.Module, PretrainedMixin):
         with torch.no_grad():  # a small initial residual: the untrained model stays near its input
             self.recon_out.weight.mul_(0.1)
             self.recon_out.bias.zero_()
+        if cfg.freeze_prior:  # Table 4's frozen GP: stage 2 trains everything but the decoder
+            self.decoder.requires_grad_(False)
 
     # ------------------------------------------------------------------ parts
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
@@ -146,7 +156,8 @@ class TransMRSR(nn.Module, PretrainedMixin):
                 truncation; ``None`` uses ``config.phi``.
 
         Returns:
-            ``(B, 1, S, S)``: ``x`` plus the predicted residual (not clamped).
+            ``(B, 1, S, S)``: ``x`` plus the predicted residual, or with ``use_residual`` off the
+            reconstruction itself (not clamped).
         """
         s = self.config.img_size
         if x.ndim != 4 or x.shape[1] != self.config.in_channels or x.shape[-2:] != (s, s):
@@ -155,28 +166,40 @@ class TransMRSR(nn.Module, PretrainedMixin):
                 "pad or crop slices to the model's canvas (config.img_size)"
             )
         shallow, feats, latents = self.encode(x)
-        deep = self.decode(self.truncate(latents, phi), feats)
+        deep = self.decode(self.truncate(latents, phi), feats)  # F_d1
         if self.config.use_skip:
-            deep = deep + shallow
-        return x + self.recon_out(self.recon(deep))
+            deep = deep + shallow  # F_s + F_d1 (eq. 10)
+        out = self.recon_out(self.recon(deep))  # H_rec(.)
+        return x + out if self.config.use_residual else out  # I_SR = I_LR + I_res (eq. 11)
 
     # ------------------------------------------------------------------ generative prior
     @torch.no_grad()
     def load_generative_prior(self, generator: StyleSwinGenerator) -> bool:
-        """Start stage 2 from a stage-1 generator: copy its synthesis weights and centroids.
+        """Start stage 2 from a stage-1 generator: copy its synthesis weights, its position table
+        and its centroids (when fitted; unused while ``use_sdt`` is off).
 
-        With ``use_generative_prior=False`` (the w/o GP ablation) the decoder keeps its random
-        initialisation and only the centroids are taken. Returns whether weights were copied.
+        With ``use_generative_prior=False`` (w/o GP) nothing is taken: the decoder keeps its
+        random initialisation, and the centroids, which are the prior's, are not loaded either
+        (Table 3's w/o GP row has no SDT). Returns whether weights were copied.
         """
         if generator.config.num_latents != self.config.num_latents:
             raise ValueError("the generator's config does not match this model's decoder")
-        if generator.truncation.is_fitted:
-            self.truncation.load_state_dict(generator.truncation.state_dict())
         if not self.config.use_generative_prior:
-            logger.info("use_generative_prior=False: decoder left at random initialisation (w/o GP)")
+            logger.info("use_generative_prior=False: decoder left at random initialisation, no centroids (w/o GP)")
             return False
         self.decoder.load_state_dict(generator.synthesis.state_dict())
+        # the table the prior was trained with (a generator saved before the field: "legacy")
+        self.set_position_table(generator.config.position_table)
+        if generator.truncation.is_fitted:
+            self.truncation.load_state_dict(generator.truncation.state_dict())
         return True
+
+    def set_position_table(self, kind: str) -> None:
+        """Use the decoder position table ``kind`` (``"styleswin"`` or ``"legacy"``) and record it
+        in ``config`` (a copy: the caller's config object is not changed)."""
+        if kind != self.config.position_table:
+            self.config = dataclasses.replace(self.config, position_table=kind).validate()
+        self.decoder.set_position_table(kind)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
