@@ -326,8 +326,8 @@ def test_build_sr_model_takes_the_prior(gan_dir):
     gen_sd, dec_sd = gen.synthesis.state_dict(), no_gp.decoder.state_dict()
     assert set(gen_sd) == set(dec_sd)
     assert any(not torch.equal(gen_sd[k], dec_sd[k]) for k in gen_sd if gen_sd[k].is_floating_point())
-    # the centroids are still taken (only the decoder weights are left random)
-    assert torch.equal(no_gp.truncation.centroids, gen.truncation.centroids)
+    # Table 3's w/o GP has no SDT either: no centroids are taken (issue 22)
+    assert not no_gp.truncation.is_fitted and not no_gp.config.use_sdt
 
     # without a generator: nothing loaded, no centroids
     bare, loaded = build_sr_model(SRTrainConfig(preset="tiny"))
@@ -606,7 +606,9 @@ def test_resume_with_loader_workers_is_identical(data_dir, gan_dir, tmp_path):
 
 
 # ============================================================================ 7. ablations
-SWITCHES = {None: None, "no-gp": "use_generative_prior", "no-sdt": "use_sdt", "no-mref": "use_cwss", "no-sc": "use_skip"}
+# the config fields each ablation turns off (issue 22: w/o GP drops SDT, w/o SC the global residual)
+SWITCHES = {None: None, "no-gp": {"use_generative_prior", "use_sdt"}, "no-sdt": {"use_sdt"}, "no-mref": {"use_cwss"},
+            "no-sc": {"use_skip", "use_residual"}}
 
 
 def test_ablations_give_different_models(gan_dir, data_dir):
@@ -617,19 +619,19 @@ def test_ablations_give_different_models(gan_dir, data_dir):
         torch.manual_seed(0)
         model, loaded = build_sr_model(SRTrainConfig(preset="tiny", gan=str(gan_dir), ablation=ablation, phi=0.5))
         assert loaded == (ablation != "no-gp")
-        assert model.truncation.is_fitted and model.config.phi == 0.5
+        assert model.truncation.is_fitted == (ablation != "no-gp") and model.config.phi == 0.5
         models[ablation] = model.eval()
         with torch.no_grad():
             outputs[ablation] = model(x)
         assert outputs[ablation].shape == x.shape and torch.isfinite(outputs[ablation]).all()
     base = models[None].config.to_dict()
-    assert all(base[s] is True for s in SWITCHES.values() if s)
-    for ablation, switch in SWITCHES.items():
+    assert all(base[s] is True for switches in SWITCHES.values() if switches for s in switches)
+    for ablation, switches in SWITCHES.items():
         if ablation is None:
             continue
         cfg = models[ablation].config.to_dict()
-        assert {k for k in base if base[k] != cfg[k]} == {switch}, ablation
-        assert cfg[switch] is False
+        assert {k for k in base if base[k] != cfg[k]} == switches, ablation
+        assert all(cfg[s] is False for s in switches)
     assert models["no-mref"].cwss is None
     assert not any(n.startswith("cwss.") for n, _ in models["no-mref"].named_parameters())
     for ablation in ("no-gp", "no-sdt", "no-sc", None):
@@ -682,9 +684,13 @@ def test_sr_pair_dataset_matches_simulation(data_dir):
     path = data_dir / "sub0.nii.gz"
     ds = SRPairDataset([path], CANVAS, SCALE, thick_axis=2, random_crop=False)
     assert {a for _, a, _ in ds.index} == {0, 1}  # planes holding the thick axis
-    hr = load_volume(path).data
-    hr = IntensityScaler.fit(hr).forward(hr)
-    lr = interpolate_to_thin(simulate_thick(hr, 2, SCALE, "box"), 2, SCALE, n_thin=hr.shape[2])
+    raw = load_volume(path).data
+    thick = simulate_thick(raw, 2, SCALE, "box")
+    # the rule of inference: the scaler is fitted on the thick volume (all a user has), not the HR
+    scaler = IntensityScaler.fit(thick)
+    assert scaler != IntensityScaler.fit(raw)
+    hr = scaler.forward(raw)
+    lr = interpolate_to_thin(scaler.forward(thick), 2, SCALE, n_thin=hr.shape[2])
     assert lr.shape == hr.shape
     for axis in (0, 1):
         i = next(j for j, (_, a, _) in enumerate(ds.index) if a == axis)

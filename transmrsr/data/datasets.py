@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .degradation import interpolate_to_thin, simulate_thick
+from .degradation import SliceProfile, interpolate_to_thin, simulate_acquisition
 from .io import VolumeError, load_volume
 from .normalization import IntensityScaler
 
@@ -192,11 +192,51 @@ class HRSliceDataset(_SliceIndex):
         return torch.from_numpy(img)[None]
 
 
+@dataclass
+class Acquisition:
+    """The variety of thick-slice acquisitions stage 2 trains on (real scans are not all box
+    profiles without gaps): each volume is degraded ``variants`` times, each with a profile drawn
+    from ``profiles``, a slice thickness that is, with probability ``p_gap``, a fraction drawn from
+    ``gap_thickness`` of the slice spacing (a gap between slices), and, with probability
+    ``p_quantise``, the thick volume stored on ``bits`` levels (8-bit / 12-bit scanners and
+    exports)."""
+
+    variants: int = 1
+    profiles: tuple[str, ...] = ("box",)
+    p_gap: float = 0.0
+    gap_thickness: tuple[float, float] = (0.5, 0.9)
+    p_quantise: float = 0.0
+    bits: tuple[int, ...] = (8, 12)
+
+    @classmethod
+    def realistic(cls) -> "Acquisition":
+        """Box and Gaussian profiles, gaps in a third of the variants, quantised inputs in half."""
+        return cls(variants=4, profiles=("box", "gaussian"), p_gap=1 / 3, p_quantise=0.5)
+
+    def draw(self, rng: np.random.Generator) -> tuple[str, float, int | None]:
+        """``(profile, thickness as a fraction of the spacing, bits or None)`` for one variant."""
+        profile = self.profiles[int(rng.integers(len(self.profiles)))]
+        fraction = float(rng.uniform(*self.gap_thickness)) if rng.random() < self.p_gap else 1.0
+        bits = int(self.bits[int(rng.integers(len(self.bits)))]) if rng.random() < self.p_quantise else None
+        return profile, fraction, bits
+
+
+def quantise(volume: np.ndarray, bits: int) -> np.ndarray:
+    """``volume`` (scaled, about [0, 1]) stored on ``2**bits`` levels over its own range."""
+    lo, hi = float(volume.min()), float(volume.max())
+    if not hi > lo:
+        return volume
+    levels = 2**bits - 1
+    return (np.round((volume - lo) / (hi - lo) * levels) / levels * (hi - lo) + lo).astype(np.float32)
+
+
 class SRPairDataset(_SliceIndex):
     """Stage-2 samples: ``(lr_interp (1, S, S), hr (1, S, S))`` slices containing the thick axis.
 
-    The thick-slice degradation (``scale`` along ``thick_axis``, box or Gaussian profile) is
-    applied to each whole volume once, then cubic interpolation back to the HR grid.
+    Each whole volume is degraded once per acquisition variant (``acquisition``; default: box
+    profile, no gap), then interpolated back to the HR grid (cubic). Intensities are scaled by
+    the rule inference uses: :class:`IntensityScaler` fitted on the **thick** volume (the only one
+    a user has), applied to both the LR and the HR.
     """
 
     def __init__(
@@ -211,23 +251,44 @@ class SRPairDataset(_SliceIndex):
         background: float = 0.05,
         random_crop: bool = True,
         seed: int = 0,
+        acquisition: Acquisition | None = None,
     ) -> None:
         self.img_size, self.augment, self.random_crop = img_size, augment or Augment.off(), random_crop
         self.background = background
+        acq = acquisition or Acquisition(profiles=(profile,))
         axes = slice_axes if slice_axes is not None else tuple(a for a in range(3) if a != thick_axis)
-        self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
-        for p in paths:
-            hr = load_volume(p).data
-            hr = IntensityScaler.fit(hr).forward(hr)
-            lr = interpolate_to_thin(simulate_thick(hr, thick_axis, scale, profile), thick_axis, scale, n_thin=hr.shape[thick_axis])
-            self.pairs.append((lr, hr))
+        # per volume: the HR scaled by the first variant's scaler, and per variant the LR and the
+        # (gain, offset) that maps that HR onto the variant's own scale
+        self.pairs: list[tuple[list[tuple[np.ndarray, float, float]], np.ndarray]] = []
+        self.variants: list[list[tuple[str, float, int | None]]] = []
+        for vi, p in enumerate(paths):
+            hr_raw = load_volume(p).data
+            lrs, drawn, first = [], [], None
+            rng = np.random.default_rng((seed, 7919, vi))
+            for _ in range(max(1, acq.variants)):
+                prof, fraction, bits = acq.draw(rng)
+                thick = simulate_acquisition(hr_raw, thick_axis, SliceProfile(float(scale), fraction * scale, prof))
+                scaler = IntensityScaler.fit(thick)
+                first = first or scaler
+                thick = scaler.forward(thick)
+                if bits is not None:
+                    thick = quantise(thick, bits)
+                gain = (first.high - first.low) / (scaler.high - scaler.low)
+                offset = (first.low - scaler.low) / (scaler.high - scaler.low)
+                lrs.append((interpolate_to_thin(thick, thick_axis, scale, n_thin=hr_raw.shape[thick_axis]), gain, offset))
+                drawn.append((prof, fraction, bits))
+            self.pairs.append((lrs, first.forward(hr_raw)))
+            self.variants.append(drawn)
         self._build_index([hr for _, hr in self.pairs], axes, background, seed)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         vi, a, s = self.index[i]
         rng = self._rng(i)
-        lr_vol, hr_vol = self.pairs[vi]
+        lr_vols, hr_vol = self.pairs[vi]
+        lr_vol, gain, offset = lr_vols[int(rng.integers(len(lr_vols)))] if len(lr_vols) > 1 else lr_vols[0]
         lr, hr = np.take(lr_vol, s, axis=a), np.take(hr_vol, s, axis=a)
+        if gain != 1.0 or offset != 0.0:
+            hr = (hr * np.float32(gain) + np.float32(offset)).astype(np.float32)
         if self.random_crop:
             offsets = _foreground_crop_offsets(hr, self.img_size, rng, self.background)
         else:

@@ -66,7 +66,8 @@ def train_gan(opts: GANTrainConfig, accelerator=None) -> Path:
 
     acc, out, state_path = start_run(opts, accelerator)
     mcfg = opts.model_config()
-    train_paths, _ = split_subjects(find_volumes(opts.data), opts.val_fraction, opts.seed)
+    # stage 1 has no validation loop: only an explicit val_fraction holds volumes out
+    train_paths, held_out = split_subjects(find_volumes(opts.data), opts.val_fraction, opts.seed)
     dataset = HRSliceDataset(train_paths, mcfg.img_size, augment=Augment() if opts.augment else Augment.off(), seed=opts.seed)
     loader, sampler = epoch_loader(dataset, opts)
 
@@ -93,7 +94,7 @@ def train_gan(opts: GANTrainConfig, accelerator=None) -> Path:
     if step == 0:
         log.log(
             event="start", stage="gan", step=0, options=asdict(opts), processes=acc.num_processes,
-            train_volumes=[p.name for p in train_paths],
+            train_volumes=[p.name for p in train_paths], held_out_volumes=[p.name for p in held_out],
         )
     else:
         log.log(event="resume", stage="gan", step=step)

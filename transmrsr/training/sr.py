@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..config import SRTrainConfig
-from ..data.datasets import Augment, SRPairDataset, find_volumes, split_subjects
+from ..data.datasets import Acquisition, Augment, SRPairDataset, find_volumes, split_subjects
 from ..losses import PerceptualLoss, load_vgg19_features
 from ..models import EDSR, EDSRConfig, StyleSwinGenerator, TransMRSR, load_sr_model
 from .common import (
@@ -56,15 +56,20 @@ def build_sr_model(opts: SRTrainConfig) -> tuple[TransMRSR | EDSR, bool]:
         if type(start) is not type(model):
             raise ValueError(f"--init {opts.init}: holds a {type(start).__name__}, but this run trains a {type(model).__name__}")
         ours, theirs = model.config.to_dict(), start.config.to_dict()
-        # phi is a run-time choice, not a size
-        diff = sorted(k for k in ours if k != "phi" and ours[k] != theirs.get(k))
+        # phi is a run-time choice, not a size; the position table is the start model's (below)
+        diff = sorted(k for k in ours if k not in ("phi", "position_table") and ours[k] != theirs.get(k))
         if diff:
             raise ValueError(
                 f"--init {opts.init}: its {', '.join(diff)} differ from this run's model "
                 "(pass the same --preset, --img-size and ablation as it was trained with)"
             )
+        if isinstance(model, TransMRSR):  # the fixed table its weights were trained with (not in the state dict)
+            model.set_position_table(start.config.position_table)
         model.load_state_dict(start.state_dict())
         loaded = True
+    # issue 22, frozen GP: a frozen decoder must be a pretrained one
+    if isinstance(model, TransMRSR) and model.config.freeze_prior and not loaded:
+        raise ValueError("--ablation frozen-gp freezes the pretrained decoder: give --gan (the stage-1 generator) or --init")
     return model, loaded
 
 
@@ -120,10 +125,14 @@ def train_sr(opts: SRTrainConfig, accelerator=None) -> Path:
         perceptual = PerceptualLoss(load_vgg19_features(opts.vgg_weights), opts.content_layers, opts.style_layers)
     model, prior_loaded = build_sr_model(opts)
     mcfg = model.config
-    train_paths, val_paths = split_subjects(find_volumes(opts.data), opts.val_fraction, opts.seed)
+    if opts.val_data:
+        train_paths, val_paths = find_volumes(opts.data), find_volumes(opts.val_data)
+    else:
+        train_paths, val_paths = split_subjects(find_volumes(opts.data), opts.val_fraction, opts.seed)
     aug = Augment() if opts.augment else Augment.off()
     common = dict(img_size=mcfg.img_size, scale=opts.scale, thick_axis=opts.thick_axis, profile=opts.profile)
-    train_ds = SRPairDataset(train_paths, augment=aug, seed=opts.seed, **common)
+    acquisition = Acquisition.realistic() if opts.acquisition == "realistic" else None
+    train_ds = SRPairDataset(train_paths, augment=aug, seed=opts.seed, acquisition=acquisition, **common)
     loader, sampler = epoch_loader(train_ds, opts)
     val_loader = None
     if val_paths:
