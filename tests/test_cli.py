@@ -491,3 +491,292 @@ def test_e2e_sr_fusion_phi(e2e, tiny_dir):
     for fusion, vol in ((True, default), (False, got["single"])):
         ref = super_resolve(model, lr, 2, 4, n_thin=c.shape[2], fusion=fusion, show_progress=False).sr
         np.testing.assert_allclose(vol, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())))
+
+
+# ---------------------------------------------------------------------------- refused before the run (issue 15)
+# Each case: exit code 2, one stderr line naming the user's own argument and the problem, no other
+# absolute path (no installation or server folder), nothing written, and for input problems no image
+# data read (``no_data_read``) nor model loaded (``no_model``).
+import re  # noqa: E402
+
+
+def _no_other_paths(line: str, *user_args) -> None:
+    """Every absolute path in ``line`` is one of the user's arguments, a folder above one or a
+    file inside one (e.g. the config.json of a --model folder)."""
+    args = [str(a) for a in user_args]
+    assert str(REPO) not in line and sys.prefix not in line, line
+    for token in re.findall(r"(?<![\w.])/[^\s,;:()'\"]+", line):
+        assert any(a == token or a.startswith(token.rstrip("/") + "/") or token.startswith(a + "/") for a in args), (
+            f"{token} is not the user's argument, in: {line}"
+        )
+
+
+def cli_error(capfd, *argv) -> str:
+    """Run ``main(argv)`` in process; return its single stderr line (exit code 2, no traceback)."""
+    capfd.readouterr()
+    rc = main([str(a) for a in argv])
+    out = capfd.readouterr()
+    assert rc == 2, f"exit code {rc}; stderr:\n{out.err}"
+    assert "Traceback" not in out.err + out.out
+    line = one_error_line(out.err)
+    assert line.startswith(f"transmrsr {argv[0]}: error:"), line
+    _no_other_paths(line, *argv[1:])
+    return line
+
+
+@pytest.fixture
+def no_data_read(monkeypatch):
+    import nibabel.arrayproxy
+    import nibabel.volumeutils
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the image data was read")
+
+    monkeypatch.setattr(nibabel.volumeutils, "array_from_file", refuse)
+    monkeypatch.setattr(nibabel.arrayproxy, "array_from_file", refuse)
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    import transmrsr.cli as cli
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(cli, "_load_model", refuse)
+
+
+def _raw_nii(path: Path, shape=(20, 18, 6), dtype=np.float32, zooms=(1.0, 1.0, 4.0)) -> Path:
+    """A .nii written byte by byte (header, 4 bytes of extension flag, data of 1s)."""
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(shape)
+    hdr.set_data_dtype(dtype)
+    hdr.set_zooms(zooms)
+    hdr.set_sform(np.diag([*zooms, 1.0]), code=1)
+    hdr.set_data_offset(352)
+    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    path.write_bytes(hdr.binaryblock + b"\x00" * 4 + b"\x01" * n)
+    return path
+
+
+def _gzip_bomb(path: Path) -> Path:
+    """65 KB on disk: a header claiming 1024 x 1024 x 480 int16 (1.9 GiB as float32) and 64 MB of zeros."""
+    import gzip
+
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape((1024, 1024, 480))
+    hdr.set_data_dtype(np.int16)
+    hdr.set_zooms((1.0, 1.0, 1.0))
+    hdr.set_data_offset(352)
+    with gzip.open(path, "wb", compresslevel=9) as fh:
+        fh.write(hdr.binaryblock + b"\x00" * 4)
+        for _ in range(16):
+            fh.write(b"\x00" * (4 << 20))
+    assert path.stat().st_size < 100_000
+    return path
+
+
+@pytest.mark.parametrize(
+    "make,words",
+    [
+        (lambda p: _raw_nii(p, dtype=np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])), ("colour", "rgb")),
+        (lambda p: _raw_nii(p, dtype=np.complex64), ("complex",)),
+        (lambda p: _raw_nii(p, zooms=(1.0, 1.0, 1e6)), ("voxel size", "outside")),
+        (lambda p: _raw_nii(p, zooms=(0.05, 0.05, 4.0)), ("factor", "between 1.5 and")),  # x80 from the voxel sizes
+        (_bad_pixdim(float("nan")), ("voxel size",)),
+        (_gzip_bomb, ("limit",)),
+    ],
+    ids=["rgb", "complex", "voxel_1x1x1e6mm", "factor_80_from_voxels", "nan_pixdim", "gzip_bomb"],
+)
+@pytest.mark.parametrize("command", ["sr", "simulate"])
+def test_bad_input_refused_before_reading(tmp_path, capfd, no_data_read, no_model, make, words, command):
+    name = "in.nii.gz" if make is _gzip_bomb else "in.nii"
+    (tmp_path / "in").mkdir()
+    path = make(tmp_path / "in" / name)
+    out = tmp_path / "out.nii.gz"
+    extra = ["--quiet"] if command == "sr" else ["--scale", "4", "--axis", "2"]
+    line = cli_error(capfd, command, path, out, *extra)
+    check_message(line, path, words)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("scale", ["100000", "17", "1", "-4", "nan", "inf", "1e308"])
+def test_sr_absurd_scale_refused_before_reading(tmp_path, capfd, no_data_read, no_model, scale):
+    path = _good_lr(tmp_path / "lr.nii.gz")
+    line = cli_error(capfd, "sr", path, tmp_path / "sr.nii.gz", "--scale", scale, "--axis", "2")
+    check_message(line, path, ("--scale",))
+    assert "between 1.5 and 16" in line
+
+
+def test_sr_output_beyond_the_memory_limit_refused_before_reading(tmp_path, capfd, monkeypatch, no_data_read, no_model):
+    """20 x 18 x 6 voxels at x8: 69,120 bytes of float32 output, over a 60,000-byte limit."""
+    monkeypatch.setenv("TRANSMRSR_MAX_OUTPUT_BYTES", "60000")
+    path = _good_lr(tmp_path / "lr.nii.gz")
+    line = cli_error(capfd, "sr", path, tmp_path / "sr.nii.gz", "--scale", "8", "--axis", "2")
+    check_message(line, path, ("limit",))
+    assert "TRANSMRSR_MAX_OUTPUT_BYTES" in line
+
+
+@pytest.mark.parametrize("how", ["same_path", "relative_spelling", "hard_link", "symlink"])
+def test_output_equal_to_input_is_refused(tmp_path, capfd, monkeypatch, no_model, how):
+    path = _good_lr(tmp_path / "lr.nii.gz")
+    before = path.read_bytes()
+    out = {"same_path": path, "relative_spelling": tmp_path / "." / "sub" / ".." / "lr.nii.gz",
+           "hard_link": tmp_path / "link.nii.gz", "symlink": tmp_path / "sym.nii.gz"}[how]
+    (tmp_path / "sub").mkdir()
+    if how == "hard_link":
+        os.link(path, out)
+    if how == "symlink":
+        out.symlink_to(path)
+    for command, extra in (("sr", ["--quiet"]), ("simulate", ["--scale", "2", "--axis", "2"])):
+        line = cli_error(capfd, command, path, out, *extra)
+        check_message(line, out, ("is the input",))
+        assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("how", ["parent_is_a_file", "read_only_filesystem", "permission"])
+def test_unwritable_output_refused_before_the_run(tmp_path, capfd, no_model, how):
+    """Checked before the model is loaded (``no_model``) and before the data are read."""
+    path = _good_lr(tmp_path / "lr.nii.gz")
+    if how == "parent_is_a_file":
+        (tmp_path / "notes.txt").write_text("a file")
+        out, words = tmp_path / "notes.txt" / "sr" / "sr.nii.gz", ("not a folder", "is a file")
+    elif how == "read_only_filesystem":
+        if not Path("/proc/self").exists():
+            pytest.skip("no /proc file system (read-only even for root)")
+        out, words = Path("/proc/transmrsr_out/sr.nii.gz"), ("cannot write",)
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root may write into a read-only folder")
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        out, words = ro / "sr.nii.gz", ("cannot write", "permission")
+    for command, extra in (("sr", ["--quiet"]), ("simulate", ["--scale", "2", "--axis", "2"])):
+        line = cli_error(capfd, command, path, out, *extra)
+        check_message(line, out, words)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left in (["lr.nii.gz"], ["lr.nii.gz", "notes.txt"], ["lr.nii.gz", "ro"]), left  # nothing written
+
+
+def test_output_in_a_missing_but_creatable_folder_is_written(tmp_path, tiny_dir):
+    """A missing folder that can be created is not an error (it is created when writing)."""
+    path = _good_lr(tmp_path / "lr.nii.gz")
+    assert main(["sr", str(path), str(tmp_path / "new" / "deeper" / "sr.nii.gz"), "--model", str(tiny_dir), "--quiet",
+                 "--no-fusion"]) == 0
+    assert (tmp_path / "new" / "deeper" / "sr.nii.gz").is_file()
+
+
+@pytest.mark.parametrize("command", ["train-gan", "train-sr", "prepare-packaged", "prepare-public"])
+def test_unwritable_out_folder_refused_before_the_run(tmp_path, capfd, command):
+    (tmp_path / "notes.txt").write_text("a file")
+    out = tmp_path / "notes.txt" / "run"
+    extra = {"train-gan": ["--data", tmp_path], "train-sr": ["--data", tmp_path, "--scale", "4"],
+             "prepare-packaged": [], "prepare-public": [tmp_path]}[command]
+    line = cli_error(capfd, command, "--out", out, *extra)
+    check_message(line, out, ("not a folder", "is a file"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_sr_device_cuda_without_cuda_is_one_line(tmp_path, capfd, no_data_read, no_model, device):
+    path = _good_lr(tmp_path / "lr.nii.gz")
+    line = cli_error(capfd, "sr", path, tmp_path / "sr.nii.gz", "--device", device)
+    assert f"--device {device}" in line and "no CUDA GPU" in line and "--device cpu" in line
+
+
+def test_sr_device_unknown_name_is_one_line(tmp_path, capfd, no_data_read, no_model):
+    line = cli_error(capfd, "sr", _good_lr(tmp_path / "lr.nii.gz"), tmp_path / "sr.nii.gz", "--device", "gpu0")
+    assert "'gpu0'" in line and "not a device name" in line
+
+
+def _string_bool_model(tiny: Path, folder: Path, field: str = "use_skip", value="false") -> Path:
+    folder.mkdir()
+    config = json.loads((tiny / "config.json").read_text())
+    assert isinstance(config[field], bool)
+    config[field] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").write_bytes((tiny / "model.safetensors").read_bytes())
+    return folder
+
+
+@pytest.mark.parametrize("value", ["false", "true", 0, None], ids=["str_false", "str_true", "int_0", "null"])
+def test_config_boolean_given_as_string_is_refused(tmp_path, capfd, tiny_dir, value):
+    model = _string_bool_model(tiny_dir, tmp_path / "model", value=value)
+    line = cli_error(capfd, "info", "--model", model)
+    check_message(line, model, ("use_skip",))
+    assert "must be a boolean" in line and "without quotes" in line
+    line = cli_error(capfd, "sr", _good_lr(tmp_path / "lr.nii.gz"), tmp_path / "sr.nii.gz", "--model", model, "--quiet")
+    assert "use_skip" in line and not (tmp_path / "sr.nii.gz").exists()
+
+
+@pytest.mark.parametrize("field,value,words", [("img_size", "32", "an integer"), ("phi", "0.5", "a number"),
+                                               ("enc_dims", [8, "16", 16], "a list of integers")])
+def test_config_other_types_given_as_strings_are_refused(tmp_path, tiny_dir, field, value, words):
+    from transmrsr.config import ConfigError
+
+    config = TransMRSRConfig.from_preset("tiny").to_dict()
+    config[field] = value
+    with pytest.raises(ConfigError, match=words):
+        TransMRSRConfig.from_dict(config, source="config.json")
+
+
+def test_missing_bundled_weights_message_names_no_installation_folder(tmp_path, capfd, monkeypatch):
+    import transmrsr.cli as cli
+
+    monkeypatch.setattr(cli, "CHECKPOINTS", tmp_path / "no_checkpoints_here")
+    path = _good_lr(tmp_path / "lr.nii.gz")
+    line = cli_error(capfd, "sr", path, tmp_path / "sr.nii.gz", "--quiet")
+    assert "no bundled weights for x4" in line and str(tmp_path / "no_checkpoints_here") not in line
+
+
+@pytest.fixture(scope="module")
+def limit_runs(tmp_path_factory, tiny_dir):
+    """The same refusals through ``python -m transmrsr`` (one process each, 3 at a time)."""
+    root = tmp_path_factory.mktemp("limits")
+    good = _good_lr(root / "lr.nii.gz")
+    bomb = _gzip_bomb(root / "bomb.nii.gz")
+    model = _string_bool_model(tiny_dir, root / "model_str_bool")
+    cases = {
+        "gzip_bomb": ("sr", bomb, root / "o1.nii.gz", "--model", tiny_dir, "--quiet"),
+        "output_is_input": ("sr", good, good, "--model", tiny_dir, "--quiet"),
+        "scale_100000": ("sr", good, root / "o2.nii.gz", "--scale", "100000", "--axis", "2", "--quiet"),
+        "string_bool": ("sr", good, root / "o3.nii.gz", "--model", model, "--quiet"),
+        "rgb": ("sr", _raw_nii(root / "rgb.nii", dtype=np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])),
+                root / "o4.nii.gz", "--quiet"),
+    }
+    if not torch.cuda.is_available():
+        cases["device_cuda"] = ("sr", good, root / "o5.nii.gz", "--device", "cuda", "--quiet")
+
+    def run(item):
+        case, argv = item
+        return case, (argv, run_cli(*argv, timeout=120))
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return dict(pool.map(run, cases.items()))
+
+
+@pytest.mark.parametrize("case", ["gzip_bomb", "output_is_input", "scale_100000", "string_bool", "rgb", "device_cuda"])
+def test_refusals_through_the_command_line(limit_runs, case):
+    if case not in limit_runs:
+        pytest.skip("this machine has CUDA")
+    argv, proc = limit_runs[case]
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    line = one_error_line(proc.stderr)
+    assert line.startswith("transmrsr sr: error:"), line
+    _no_other_paths(line, *argv[1:])
+    assert not any(p.name.startswith("o") and p.suffix == ".gz" for p in Path(argv[2]).parent.iterdir())
+
+
+def test_sr_warns_when_the_file_says_it_is_not_t1(tmp_path, capsys):
+    """The bundled weights are T1: a file named as a FLAIR runs, with a visible warning; a T1 does not warn."""
+    from transmrsr.cli import main
+
+    data = (_smooth((28, 30, 8), seed=3) * 100 + 50).astype(np.float32)
+    for name, warned in (("sub-01_FLAIR.nii.gz", True), ("sub-01_T1w.nii.gz", False)):
+        src = _save(tmp_path / name, data, np.diag([1.0, 1.0, 4.0, 1.0]))
+        assert main(["sr", str(src), str(tmp_path / f"sr_{name}"), "--no-fusion", "--quiet"]) == 0
+        err = capsys.readouterr().err
+        assert ("does not look T1-weighted (its name says FLAIR)" in err) is warned, err
+        assert (tmp_path / f"sr_{name}").is_file()

@@ -2,19 +2,29 @@
 
 Sub-commands:
 
-* ``transmrsr sr INPUT OUTPUT [--model M] [--phi F] [--scale R] [--axis A] [--no-fusion] [--device D] [--batch-size B]``
+* ``transmrsr sr INPUT OUTPUT [--model M] [--phi F] [--scale R] [--axis A] [--no-fusion] [--device D] [--batch-size B]
+  [--adapt [--adapt-steps N] [--seed S]]`` — any factor 1.5 to 10 (README, "Any slice thickness")
 * ``transmrsr simulate HR LR --scale R --axis A [--profile box|gaussian]``
-* ``transmrsr evaluate SR HR [--mask M] [--lr LR | --scale R --axis A] [--dice] [--json]``
+* ``transmrsr evaluate SR HR [--mask M] [--lr LR | --scale R --axis A] [--dice] [--json] [--protocol ours|authors]
+  [--slice-axis N]``
 * ``transmrsr train-gan --data DIR --preset P --out DIR [--max-steps N] [--batch-size B] [--resume]``
 * ``transmrsr fit-centroids --gan DIR [--num-samples M] [--clusters K]``
 * ``transmrsr train-sr --data DIR --gan DIR --scale R --preset P --out DIR [--max-steps N] [--epochs E] [--phi F]
-  [--no-perceptual] [--resume] [--ablation no-gp|no-sdt|no-mref|no-sc] [--arch transmrsr|edsr]``
+  [--no-perceptual] [--resume] [--ablation no-gp|no-sdt|no-mref|no-sc|frozen-gp] [--arch transmrsr|edsr]``
 * ``transmrsr prepare-ixi IXI-T1.tar [IXI-T2.tar] --out DIR [--no-register] [--limit N]``
 * ``transmrsr prepare-packaged --out DIR [--cache DIR] [--test NAME]``
+* ``transmrsr prepare-public SRC_DIR --out DIR [--packaged] | --list`` — the allow-listed public heads, split.
+* ``transmrsr sr-dataset BIDS_ROOT OUT_DERIV [--suffix T1w] [--model M] [--phi F]`` — a whole BIDS dataset into
+  derivatives (desc-transmrsr, JSON sidecars, summary TSV), resumable; under ``torchrun`` / ``accelerate launch``
+  the volumes are shared among the processes (:mod:`transmrsr.batch`).
 * ``transmrsr info [--preset P | --model DIR_OR_REPO]`` — sizes and switches of a model.
 
 Every error about the user's input ends with exit code 2 and one line on stderr that names the
-file and the problem; no output file is left behind.
+file and the problem; no output file is left behind. Before any model is loaded or image data
+read, ``sr`` and ``simulate`` check the input's header (shape, RGB / complex voxels, voxel sizes,
+memory, see :mod:`transmrsr.data.io`), ``--scale``, ``--device``, and that the output can be
+written and is not the input; commands writing an ``--out`` folder check that it can be written.
+Messages name only what the user typed (and files inside or folders above it).
 """
 
 from __future__ import annotations
@@ -77,6 +87,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
+#: Factors the bundled weights are trained at (any other factor is served by them, see the README).
+BUNDLED_FACTORS = (4, 8)
+
+
 def default_model_dir(scale: int) -> Path:
     return CHECKPOINTS / f"transmrsr-small-t1-x{scale}"
 
@@ -88,58 +102,255 @@ def _load_model(spec: str | None, scale: int, revision: str | None = None):
     if spec is None:
         folder = default_model_dir(scale)
         if not (folder / "model.safetensors").is_file():
-            raise PretrainedLoadError(
-                f"{folder}: no bundled weights for x{scale} in this installation; pass --model with a weights "
+            raise PretrainedLoadError(  # names no installation folder: only what the user typed
+                f"no bundled weights for x{scale} in this installation; pass --model with a weights "
                 "folder or a Hugging Face repo id"
             )
         spec = str(folder)
     return load_sr_model(spec, revision=revision)  # TransMRSR, or an EDSR baseline folder
 
 
+def check_device(spec: str | None) -> None:
+    """Refuse a ``--device`` that torch cannot use here, in one line, before anything is loaded.
+
+    ``None`` (the default: CUDA when available) is always accepted.
+    """
+    if spec is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {spec!r} is not a device name; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {spec}: no CUDA GPU is usable on this machine; use --device cpu, or leave --device out "
+                "(a GPU is used when there is one)"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            n = torch.cuda.device_count()
+            raise ValueError(f"--device {spec}: this machine has {n} CUDA GPU(s), numbered from 0")
+        return
+    if dev.type == "cpu":
+        return
+    try:
+        torch.empty(0, device=dev)
+    except Exception as exc:  # torch raises several types (AssertionError, RuntimeError) here
+        raise ValueError(f"--device {spec} is not usable here ({exc.__class__.__name__}); use --device cpu") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (same resolved path, or hard / symbolic links)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_writable_folder(folder: Path, for_what: str) -> None:
+    """Refuse a folder that could not be written into, or created: the folder itself when it
+    exists, else its nearest existing parent must be a folder that a file can be created in
+    (tried with a temporary file, which also catches read-only file systems and runs as root).
+    Nothing is left behind; a missing folder is created only when the output is written."""
+    import tempfile
+
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{for_what}: {probe} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=probe, prefix=".transmrsr-write-test-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise ValueError(f"{for_what}: cannot write into folder {probe} ({reason}); choose a writable folder") from None
+
+
+def check_output_file(output: str | os.PathLike, inputs: list[str | os.PathLike]) -> None:
+    """Refuse, before any work, an output file that could not be written or would replace an input.
+
+    ``output`` must end in ``.nii`` / ``.nii.gz``, must not be a folder nor name one of ``inputs``
+    (also through links), and its folder must be writable or creatable.
+    """
+    from .data.io import VolumeError
+
+    out = Path(output)
+    name = out.name.lower()
+    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
+        raise VolumeError(f"{out}: output name must end in .nii or .nii.gz")
+    if out.is_dir():
+        raise VolumeError(f"{out}: output is a folder; give a file name such as {out / 'sr.nii.gz'}")
+    for src in inputs:
+        if _same_file(out, Path(src)):
+            raise VolumeError(
+                f"{out}: the output is the input file {src}; choose another output name so the input is kept"
+            )
+    _check_writable_folder(out.parent, str(out))
+
+
+def check_output_folder(folder: str | os.PathLike) -> None:
+    """Refuse an output folder that is a file or that could not be created / written into."""
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file, expected a folder")
+    _check_writable_folder(out, f"--out {out}")
+
+
+def _is_dicom(path: str) -> bool:
+    from .data.dicom import is_dicom_input
+
+    return is_dicom_input(path)
+
+
+def _sr_dicom(args: argparse.Namespace) -> int:
+    """``sr`` on a DICOM folder / zip / file: the series is converted by dcm2niix into a temporary
+    folder (:func:`transmrsr.data.dicom.convert_dicom`, its sidecar carrying the slice thickness
+    so that a gap reaches the SR), super-resolved as a NIfTI, and with ``--dicom-out`` also
+    written as a derived DICOM series. Messages name the input and the series, never the
+    temporary folder."""
+    from .data.dicom import convert_dicom, write_derived_series
+    from .data.io import VolumeError
+
+    if not _is_dicom(args.input):
+        raise VolumeError(f"{args.input}: --dicom-out needs a DICOM input (folder, .zip or DICOM file)", path=args.input)
+    dicom_out = getattr(args, "dicom_out", None)
+    check_output_file(args.output, [args.input])
+    if dicom_out:
+        try:
+            import pydicom  # noqa: F401
+        except ImportError:
+            raise ValueError("--dicom-out needs pydicom: pip install pydicom") from None
+        out = Path(dicom_out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ValueError(f"--dicom-out {out}: exists and is not an empty folder; choose a new folder")
+        _check_writable_folder(out, f"--dicom-out {out}")
+    with convert_dicom(args.input, series=getattr(args, "series", None)) as dicom:
+        if not args.quiet:
+            print(f"{args.input}: {dicom.series.describe()}")
+        inner = argparse.Namespace(**{**vars(args), "input": str(dicom.nifti), "dicom_out": None, "series": None})
+        try:
+            rc = _cmd_sr(inner)
+        except (VolumeError, ValueError) as exc:
+            text = str(exc).replace(str(dicom.nifti), dicom.public_path())
+            raise (VolumeError(text, path=args.input) if isinstance(exc, VolumeError) else ValueError(text)) from None
+        if dicom_out:
+            import nibabel as nib
+            import numpy as np
+
+            img = nib.load(args.output)
+            files = write_derived_series(
+                np.asarray(img.dataobj, dtype=np.float32), img.affine, dicom, dicom_out,
+                slice_axis=dicom.series.slice_axis,
+            )
+            if not args.quiet:
+                print(f"{dicom_out}: derived DICOM series of {len(files)} images")
+    return rc
+
+
 def _cmd_sr(args: argparse.Namespace) -> int:
     import time
 
-    import torch
-
-    from .data.io import load_volume
-    from .inference import resolve_geometry, super_resolve_file
+    from .data.io import check_output_size, check_scale, header_factor, load_volume, read_header
 
     if args.phi is not None and not 0.0 <= args.phi <= 1.0:
         raise ValueError(f"--phi must lie in [0, 1], got {args.phi}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    vol = load_volume(args.input)  # validate before loading a model
-    _, scale = resolve_geometry(vol, args.scale, args.axis)
-    model = _load_model(args.model, scale, args.revision)
-    if args.device:
-        try:
-            torch.empty(0, device=args.device)
-        except (RuntimeError, ValueError) as exc:
-            raise ValueError(f"--device {args.device!r} is not usable here ({exc})") from None
+    check_scale(args.scale, args.input)
+    check_device(args.device)
+    if getattr(args, "dicom_out", None) or _is_dicom(args.input):  # a DICOM series: converted first (issue 20)
+        return _sr_dicom(args)
+    info = read_header(args.input)  # header only: nothing is allocated for a refused file
+    check_output_file(args.output, [args.input])
+    declared = header_factor(info)
+    factor = args.scale if args.scale is not None else (declared[1] if declared else None)
+    if factor is not None:
+        check_scale(factor, args.input, what="the slice-thickness factor" if args.scale is None else "--scale")
+        check_output_size(info, factor)
+    vol = load_volume(args.input)
+    if not args.model:  # the bundled weights are T1: say so when the file says it is something else
+        from .studio import contrast_guess
+
+        hint = contrast_guess(os.path.basename(str(args.input)), info.header if hasattr(info, "header") else None)
+        if hint:
+            print(f"warning: {os.path.basename(str(args.input))} does not look T1-weighted ({hint}); the bundled "
+                  "weights are trained on T1 only, the result may be wrong", file=sys.stderr)
+    # any factor (issue 17): served by the bundled x4 / x8 models, or by --model at the nearest integer
+    from .inference import detect_acquisition, plan_serving, super_resolve_acquisition_file
+
+    acq = detect_acquisition(vol, axis=args.axis, scale=args.scale)
+    served = (max(1, round(acq.factor)),) if args.model else BUNDLED_FACTORS
+    plan = plan_serving(acq, served)
+    model = _load_model(args.model, plan.model_factor, args.revision)
+    adapt = None
+    if args.adapt:
+        from tqdm.auto import tqdm
+
+        from .adapt import AdaptOptions
+
+        bar = tqdm(total=args.adapt_steps, unit="step", desc="adapting", disable=args.quiet, leave=False)
+        adapt = AdaptOptions(steps=args.adapt_steps, seed=args.seed, progress=lambda i, n: bar.update(1))
     t0 = time.perf_counter()
-    result, axis, factor = super_resolve_file(
-        vol,
-        args.output,
-        model,
-        scale=args.scale,
-        axis=args.axis,
-        phi=args.phi,
-        **({} if args.fusion is None else {"fusion": args.fusion}),
-        device=args.device,
-        batch_size=args.batch_size,
-        show_progress=not args.quiet,
-    )
+    try:
+        result = super_resolve_acquisition_file(
+            vol,
+            args.output,
+            lambda m: model,
+            served=served,
+            axis=args.axis,
+            scale=args.scale,
+            adapt=adapt,
+            phi=args.phi,
+            **({} if args.fusion is None else {"fusion": args.fusion}),
+            device=args.device,
+            batch_size=args.batch_size,
+            show_progress=not args.quiet,
+        )
+    finally:
+        if args.adapt:
+            bar.close()
     if not args.quiet:
+        note = f", adapted {result.adapt.steps} steps in {result.adapt.seconds:.0f} s" if result.adapt else ""
         print(
-            f"{args.output}: {result.sr.shape} voxels, axis {axis} x{factor}, {result.slices_run} slices run "
-            f"({result.canvas}) in {time.perf_counter() - t0:.1f} s"
+            f"{args.output}: {result.sr.shape} voxels, axis {acq.axis} x{acq.factor:g} (x{plan.model_factor} model, "
+            f"{plan.strategy}){note}, {result.slices_run} slices run in {time.perf_counter() - t0:.1f} s"
         )
     return 0
 
 
+def _cmd_sr_dataset(args: argparse.Namespace) -> int:
+    """``sr-dataset``: see :mod:`transmrsr.batch` (resumable, sharded under torchrun / accelerate launch)."""
+    from .batch import DatasetOptions, Shard, run_dataset
+
+    if args.phi is not None and not 0.0 <= args.phi <= 1.0:
+        raise ValueError(f"--phi must lie in [0, 1], got {args.phi}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_device(args.device)
+    check_output_folder(args.out_deriv)
+    opts = DatasetOptions(
+        suffix=args.suffix, model=args.model, revision=args.revision, phi=args.phi, fusion=args.fusion,
+        device=args.device, batch_size=args.batch_size, quiet=args.quiet,
+    )
+    shard = Shard.from_env()
+    rows = run_dataset(args.bids_root, args.out_deriv, opts, shard=shard)
+    # failed volumes: status 2 from one process; under torchrun / accelerate every process ends 0 (a
+    # non-zero status makes the launcher print its own traceback): failures are in the summary TSV
+    return 2 if shard.world == 1 and any(r.status == "failed" for r in rows) else 0
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .data.io import check_scale, read_header
     from .inference import simulate_file
 
+    check_scale(args.scale, args.hr)
+    read_header(args.hr)  # input problems are reported first, before any data is read
+    check_output_file(args.lr, [args.hr])
     lr = simulate_file(args.hr, args.lr, args.scale, args.axis, args.profile)
     if not args.quiet:
         print(f"{args.lr}: {lr.shape} voxels, axis {args.axis} averaged x{args.scale} ({args.profile} profile)")
@@ -150,9 +361,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .data.degradation import simulate_thick
-    from .data.io import VolumeError, load_volume
+    from .data.io import VolumeError, check_scale, load_volume
     from .evaluation import evaluate, format_table
 
+    check_scale(args.scale, args.hr)
     sr, hr = load_volume(args.sr), load_volume(args.hr)
     if sr.shape != hr.shape:
         raise VolumeError(f"{args.sr}: shape {sr.shape} differs from the HR's {hr.shape} ({args.hr})")
@@ -187,9 +399,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             raise VolumeError(f"{args.mask}: mask shape {mask.shape} differs from the HR's {hr.shape}")
         if not mask.any():
             raise VolumeError(f"{args.mask}: the mask is empty")
-    rows = evaluate(sr.data, hr.data, lr_data, axis, factor, mask=mask, with_dice=args.dice)
+    if args.protocol == "authors":  # the authors' 8-bit, 256²-canvas protocol (no mask, no Dice)
+        from .evaluation import evaluate_authors
+
+        if args.dice or args.mask:
+            raise VolumeError("--protocol authors scores whole 256² canvases: --mask and --dice apply to --protocol ours")
+        rows = evaluate_authors(sr.data, hr.data, lr_data, axis, factor, slice_axis=args.slice_axis)
+    else:
+        rows = evaluate(sr.data, hr.data, lr_data, axis, factor, mask=mask, with_dice=args.dice, slice_axis=args.slice_axis)
     if args.json:
-        print(json.dumps({"axis": axis, "scale": factor, "rows": [r.as_dict() for r in rows]}, indent=2))
+        print(json.dumps({"axis": axis, "scale": factor, "protocol": args.protocol,
+                          "rows": [r.as_dict() for r in rows]}, indent=2))
     else:
         print(format_table(rows))
     return 0
@@ -199,10 +419,12 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
     from .config import GANTrainConfig
     from .training import train_gan
 
+    check_output_folder(args.out)
     opts = GANTrainConfig(
         data=args.data, out=args.out, preset=args.preset, img_size=args.img_size, batch_size=args.batch_size,
         max_steps=args.max_steps, resume=args.resume, seed=args.seed, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
         lr_g=args.lr_g, lr_d=args.lr_d, augment=not args.no_augment, log_every=args.log_every,
+        val_fraction=args.val_fraction,
     )
     train_gan(opts)
     return 0
@@ -218,8 +440,11 @@ def _cmd_fit_centroids(args: argparse.Namespace) -> int:
 
 def _cmd_train_sr(args: argparse.Namespace) -> int:
     from .config import SRTrainConfig
+    from .data.io import check_scale
     from .training import train_sr
 
+    check_scale(args.scale, args.data)
+    check_output_folder(args.out)
     if args.no_perceptual:
         print("train-sr: perceptual terms off (--no-perceptual): the loss is L1 only; recorded in log.jsonl and the model card")
     opts = SRTrainConfig(
@@ -228,6 +453,7 @@ def _cmd_train_sr(args: argparse.Namespace) -> int:
         phi=args.phi, perceptual=not args.no_perceptual, vgg_weights=args.vgg_weights, resume=args.resume,
         ablation=args.ablation, seed=args.seed, checkpoint_every=args.checkpoint_every, augment=not args.no_augment,
         log_every=args.log_every, val_fraction=args.val_fraction, lr_step_epochs=args.lr_step_epochs, arch=args.arch,
+        val_data=args.val_data or "", acquisition=args.acquisition,
     )
     train_sr(opts)
     return 0
@@ -236,6 +462,7 @@ def _cmd_train_sr(args: argparse.Namespace) -> int:
 def _cmd_prepare_ixi(args: argparse.Namespace) -> int:
     from .data.ixi import prepare_ixi
 
+    check_output_folder(args.out)
     register = None if not args.no_register else False
     files = prepare_ixi(args.tarballs, args.out, register=register, limit=args.limit, progress=print)
     print(f"{args.out}: {len(files)} volume(s) written on the 182x218x181 1 mm MNI grid")
@@ -245,9 +472,30 @@ def _cmd_prepare_ixi(args: argparse.Namespace) -> int:
 def _cmd_prepare_packaged(args: argparse.Namespace) -> int:
     from .data.packaged import prepare_packaged
 
+    check_output_folder(args.out)
     manifest = prepare_packaged(args.out, cache=args.cache, test=args.test)
     n_train = sum(v["role"] == "train" for v in manifest["volumes"])
     print(f"{args.out}: {n_train} training volume(s) in train/, held-out {manifest['test']} in test/ (sources.json lists licences)")
+    return 0
+
+
+def _cmd_prepare_public(args: argparse.Namespace) -> int:
+    from .data.public import PUBLIC_SOURCES, prepare_public
+
+    if args.list:
+        for s in PUBLIC_SOURCES:
+            print(f"{s.id:13s} {s.role:5s} {s.contrast:5s} {'skull' if s.skull else 'brain'}  {s.origin}  ({s.licence})")
+        return 0
+    if not args.src_dir or not args.out:
+        raise ValueError("give SRC_DIR and --out (or --list)")
+    check_output_folder(args.out)
+    manifest = prepare_public(args.src_dir, args.out, packaged=args.packaged, cache=args.cache)
+    split = manifest["split"]
+    print(
+        f"{args.out}: train {len(split['train'])}, val {len(split['val'])} ({', '.join(split['val'])}), "
+        f"extra {len(split['extra'])}" + (f", test {', '.join(split['test'])}" if split.get("test") else "")
+        + " (sources.json lists origins and licences)"
+    )
     return 0
 
 
@@ -257,12 +505,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sr = sub.add_parser("sr", help="super-resolve a thick-slice NIfTI volume")
-    sr.add_argument("input", help="thick-slice .nii / .nii.gz")
+    sr.add_argument("input", help="thick-slice .nii / .nii.gz, or a DICOM series (folder, .zip or file)")
     sr.add_argument("output", help="output .nii / .nii.gz (written atomically)")
     sr.add_argument("--model", help="weights folder or Hub repo id (default: bundled weights for the scale)")
     sr.add_argument("--revision", help="Hub revision for --model")
     sr.add_argument("--phi", type=float, help="truncation level in [0, 1] (default: the model's)")
-    sr.add_argument("--scale", type=int, help="slice-thickness factor (default: from the voxel sizes)")
+    sr.add_argument("--scale", type=float, help="slice-thickness factor, e.g. 4 or 3.3 (default: from the voxel sizes)")
     sr.add_argument("--axis", type=int, help="thick voxel axis 0, 1 or 2 (default: from the voxel sizes)")
     sr.add_argument(
         "--fusion", action=argparse.BooleanOptionalAction, default=None,
@@ -272,6 +520,16 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--device", help="torch device, e.g. cpu or cuda (default: CUDA when available)")
     sr.add_argument("--batch-size", type=int, default=8, help="slices per forward pass (default 8)")
     sr.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    sr.add_argument(
+        "--adapt", action="store_true",
+        help="fine-tune a copy of the model on this scan's own in-plane slices first (the weights are not changed)",
+    )
+    sr.add_argument("--adapt-steps", type=int, default=150, help="adaptation steps (default 150, at most 240 s)")
+    sr.add_argument("--seed", type=int, default=0, help="seed of the adaptation (same seed, same result)")
+    sr.add_argument(
+        "--series", help="DICOM input holding several series: the one to use (series number or description)",
+    )
+    sr.add_argument("--dicom-out", help="DICOM input: also write the SR as a derived DICOM series into this new folder")
     sr.set_defaults(func=_cmd_sr)
 
     sim = sub.add_parser("simulate", help="make a thick-slice volume from a high-resolution one")
@@ -292,6 +550,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--axis", type=int, help="thick axis, when --lr is not given")
     ev.add_argument("--dice", action="store_true", help="also tissue Dice (dipy HMRF; takes minutes)")
     ev.add_argument("--json", action="store_true", help="print JSON")
+    ev.add_argument(
+        "--protocol", default="ours", choices=["ours", "authors"],
+        help="ours: float volumes, data range of the HR, whole volume, brain mask and per slice (default); "
+        "authors: the authors' code's protocol behind the paper's tables (8-bit slices on a zero-padded 256² "
+        "canvas, PSNR peak 255, their SSIM)",
+    )
+    ev.add_argument(
+        "--slice-axis", type=int, choices=[0, 1, 2], default=None,
+        help="voxel axis the per-slice metrics slice along (default: the last axis other than the thick one)",
+    )
     ev.set_defaults(func=_cmd_evaluate)
 
     def train_common(p: argparse.ArgumentParser, steps_default: int | None) -> None:
@@ -312,6 +580,10 @@ def build_parser() -> argparse.ArgumentParser:
     gan.add_argument("--lr-g", type=float, default=2e-4)
     gan.add_argument("--lr-d", type=float, default=2e-4)
     gan.add_argument("--sample-every", type=int, default=500, help="steps between sample grids (samples/)")
+    gan.add_argument(
+        "--val-fraction", type=float, default=0.0,
+        help="share of volumes left out of stage 1 (it has no validation loop; default 0: all volumes train)",
+    )
     gan.set_defaults(func=_cmd_train_gan)
 
     cen = sub.add_parser("fit-centroids", help="fit the truncation centroids of a stage-1 generator")
@@ -338,10 +610,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--val-fraction", type=float, default=0.2,
         help="share of subjects held out for validation / early stopping; 0: none, train on all (default 0.2)",
     )
+    tsr.add_argument(
+        "--val-data", help="folder of validation volumes (e.g. prepare-public's val/): every --data volume trains",
+    )
+    tsr.add_argument(
+        "--acquisition", default="box", choices=["box", "realistic"],
+        help="simulated acquisitions: box (--profile, no gaps) or realistic (box and Gaussian profiles, gaps, "
+        "8/12-bit inputs)",
+    )
     tsr.add_argument("--phi", type=float, default=None, help="truncation level used in training (default: preset's)")
     tsr.add_argument("--no-perceptual", action="store_true", help="L1 only: skip the VGG19 content/style terms")
     tsr.add_argument("--vgg-weights", help="VGG19 safetensors file or folder (default: timm/vgg19.tv_in1k via the Hub)")
-    tsr.add_argument("--ablation", choices=["no-gp", "no-sdt", "no-mref", "no-sc"])
+    tsr.add_argument(
+        "--ablation", choices=["no-gp", "no-sdt", "no-mref", "no-sc", "frozen-gp"],
+        help="the paper's ablations (docs/deviations.md): no-gp (random decoder, no SDT), no-sdt, no-mref (no CWSS), "
+        "no-sc (no skip, no global residual), frozen-gp (Table 4: the pretrained decoder frozen; needs --gan)",
+    )
     tsr.add_argument(
         "--arch", default="transmrsr", choices=["transmrsr", "edsr"],
         help="network: transmrsr (default) or edsr, the CNN baseline trained with the same data, loss and schedule "
@@ -361,6 +645,29 @@ def build_parser() -> argparse.ArgumentParser:
     pkg.add_argument("--cache", help="where downloaded packages are kept (default: OUT/cache)")
     pkg.add_argument("--test", default="icbm152-2009a", help="held-out subject (default icbm152-2009a)")
     pkg.set_defaults(func=_cmd_prepare_packaged)
+
+    pub = sub.add_parser("prepare-public", help="the allow-listed public heads -> train/, val/, extra/ (fixed split)")
+    pub.add_argument("src_dir", nargs="?", help="folder holding the downloaded public volumes (<id>.nii.gz / .mgz)")
+    pub.add_argument("--out", help="output folder (train/, val/, extra/, masks/, sources.json)")
+    pub.add_argument("--packaged", action="store_true", help="also prepare-packaged into OUT (S1, MNI152 to train; ICBM152 test)")
+    pub.add_argument("--cache", help="with --packaged: where downloaded packages are kept (default: OUT/cache)")
+    pub.add_argument("--list", action="store_true", help="list the allow-listed volumes, their role and licence")
+    pub.set_defaults(func=_cmd_prepare_public)
+
+    ds = sub.add_parser(
+        "sr-dataset", help="super-resolve every anatomical scan of a BIDS dataset into BIDS derivatives (desc-transmrsr)",
+    )
+    ds.add_argument("bids_root", help="BIDS dataset root (holds dataset_description.json)")
+    ds.add_argument("out_deriv", help="derivatives folder, e.g. BIDS_ROOT/derivatives/transmrsr")
+    ds.add_argument("--suffix", default="T1w", help="BIDS suffix of the scans to super-resolve (default T1w)")
+    ds.add_argument("--model", help="weights folder or Hub repo id (default: bundled weights for each factor)")
+    ds.add_argument("--revision", help="Hub revision for --model")
+    ds.add_argument("--phi", type=float, help="truncation level in [0, 1] (default: the model's)")
+    ds.add_argument("--fusion", action=argparse.BooleanOptionalAction, default=None, help="as for sr (default: on)")
+    ds.add_argument("--device", help="torch device (default: one GPU per process when there are GPUs, else cpu)")
+    ds.add_argument("--batch-size", type=int, default=8, help="slices per forward pass (default 8)")
+    ds.add_argument("--quiet", action="store_true", help="only errors and nothing else")
+    ds.set_defaults(func=_cmd_sr_dataset)
 
     info = sub.add_parser("info", help="show the sizes and switches of a preset or a saved model")
     src = info.add_mutually_exclusive_group()

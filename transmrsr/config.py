@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -72,10 +74,74 @@ class SerializableConfig:
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ConfigError(f"{source}: unknown field(s) {unknown} (written by a newer transmrsr?)")
+        check_field_types(cls, data, source)
         try:
             return cls(**data).validate()
         except (TypeError, ConfigError) as exc:
             raise ConfigError(f"{source}: {exc}") from None
+
+
+def check_field_types(cls: type, data: dict[str, Any], source: str = "config") -> None:
+    """Refuse values of the wrong JSON type for the dataclass ``cls``'s fields, naming the first.
+
+    Booleans must be JSON ``true`` / ``false`` (never strings such as ``"false"``, which Python
+    would read as true), integers must be integers, floats numbers, lists lists of the item type.
+    """
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        hint = hints.get(name)
+        if hint is not None and not _matches(value, hint):
+            advice = " (write true or false, without quotes)" if _mentions(hint, bool) else ""
+            raise ConfigError(
+                f"{source}: field {name!r} must be {_describe(hint)}, got {json.dumps(value)[:60]}{advice}"
+            )
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a JSON-decoded ``value`` fits the type ``hint`` (bool, int, float, str, None,
+    unions and ``list`` / ``tuple`` of those)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if not args:
+            return True
+        if origin is list or (len(args) == 2 and args[1] is Ellipsis):  # list[T], tuple[T, ...]
+            return all(_matches(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_matches(v, t) for v, t in zip(value, args))
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return True  # a type this check does not know: left to the dataclass's own validation
+
+
+def _mentions(hint: Any, kind: type) -> bool:
+    return hint is kind or any(_mentions(a, kind) for a in typing.get_args(hint))
+
+
+def _describe(hint: Any) -> str:
+    """A short English name of a type hint, e.g. ``a boolean``, ``a list of integers or null``."""
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    if hint in names:
+        return names[hint]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin in (list, tuple):
+        items = [a for a in args if a is not Ellipsis]
+        return f"a list of {_describe(items[0]).split(' ', 1)[-1]}s" if items else "a list"
+    return getattr(hint, "__name__", str(hint))
 
 
 @dataclass
@@ -113,8 +179,18 @@ class TransMRSRConfig(SerializableConfig):
         use_sdt: self-distilled truncation on (w/o SDT ablation when False).
         use_cwss: multi-resolution encoder features modulate the decoder through CWSS
             (w/o MREF ablation when False).
-        use_skip: shallow features are added to the decoder output before reconstruction
-            (w/o SC ablation when False).
+        use_skip: shallow features are added to the decoder output before reconstruction,
+            ``H_rec(F_s + F_d1)`` (paper eq. 10; off in the w/o SC ablation).
+        use_residual: global residual learning, ``I_SR = I_LR + I_res`` (paper eq. 11); when
+            False the reconstruction head outputs ``I_SR`` itself (off in the w/o SC ablation,
+            which "directly learns the recovery of HR images", as the authors' ``TGP4``).
+        freeze_prior: the decoder (the stage-1 generator's synthesis network) is frozen in
+            stage 2: its parameters do not require gradients (Table 4's "frozen GP"; needs
+            ``use_generative_prior``).
+        position_table: the decoder's fixed sinusoidal position table: ``"styleswin"``
+            (StyleSwin's construction, see ``models.styleswin.decoder_position_table``) or
+            ``"legacy"`` (the table of the first releases; a ``config.json`` without this field was
+            written by them and reads as ``"legacy"``, so their weights keep their outputs).
         drop_path: stochastic-depth rate of the encoder (training only).
         preset: name of the preset this config was made from (informational).
     """
@@ -143,10 +219,22 @@ class TransMRSRConfig(SerializableConfig):
     use_sdt: bool = True
     use_cwss: bool = True
     use_skip: bool = True
+    use_residual: bool = True
+    freeze_prior: bool = False
+    position_table: str = "styleswin"
     drop_path: float = 0.0
     preset: str = "small"
 
     MODEL_TYPE: ClassVar[str] = "transmrsr"
+    POSITION_TABLES: ClassVar[tuple[str, ...]] = ("styleswin", "legacy")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TransMRSRConfig":
+        """As :meth:`SerializableConfig.from_dict`; a config without ``position_table`` predates
+        the field, and its weights were trained with the ``"legacy"`` table."""
+        if isinstance(data, dict) and "position_table" not in data:
+            data = {**data, "position_table": "legacy"}
+        return super().from_dict(data, source)
 
     # ------------------------------------------------------------------ derived sizes
     @property
@@ -224,6 +312,10 @@ class TransMRSRConfig(SerializableConfig):
             raise ConfigError("num_centroids must be >= 1")
         if self.dec_depth < 1 or self.enc_depth < 1:
             raise ConfigError("enc_depth and dec_depth must be >= 1")
+        if self.position_table not in self.POSITION_TABLES:
+            raise ConfigError(f"position_table must be one of {list(self.POSITION_TABLES)}, got {self.position_table!r}")
+        if self.freeze_prior and not self.use_generative_prior:
+            raise ConfigError("freeze_prior needs use_generative_prior (a frozen random decoder is no prior)")
         return self
 
     # ------------------------------------------------------------------ presets
@@ -367,6 +459,8 @@ class GANTrainConfig(TrainCommon):
     ema_decay: float = 0.999
     sample_every: int = 500
     max_steps: int | None = 10000
+    # stage 1 has no validation: every volume under ``data`` trains unless a fraction is held out
+    val_fraction: float = 0.0
 
 
 @dataclass
@@ -393,15 +487,30 @@ class SRTrainConfig(TrainCommon):
     early_stop_patience: int = 10
     early_stop_min_delta: float = 0.05
     phi: float | None = None
-    ablation: str | None = None  # no-gp | no-sdt | no-mref | no-sc
+    ablation: str | None = None  # a key of ABLATIONS
     max_val_slices: int = 256
+    # a folder of validation volumes (the fixed split of ``prepare-public``); when set, every
+    # volume under ``data`` trains and ``val_fraction`` is not used
+    val_data: str = ""
+    # thick-slice acquisitions trained on: "box" (the profile above, no gaps) or "realistic"
+    # (box and Gaussian profiles, gaps, quantised inputs: datasets.Acquisition.realistic)
+    acquisition: str = "box"
     arch: str = "transmrsr"  # transmrsr | edsr (the CNN baseline: same data, loss and schedule)
 
     ARCHS = ("transmrsr", "edsr")
 
+    #: The paper's ablations (Tables 3 and 4) as the model-config fields each one sets.
     ABLATIONS = {
-        "no-gp": {"use_generative_prior": False},
+        # Table 3 "w/o GP": ✗ GP and ✗ SDT: random decoder, no centroids
+        "no-gp": {"use_generative_prior": False, "use_sdt": False},
+        # Table 3 "w/o SDT"
         "no-sdt": {"use_sdt": False},
+        # Table 3 "w/o MREF": no encoder features into the decoder (CWSS off); skip and residual
+        # stay, as the table says (the authors' TGP6 drops those too: docs/deviations.md)
         "no-mref": {"use_cwss": False},
-        "no-sc": {"use_skip": False},
+        # Table 3 "w/o SC", §4.5.4: no shallow-to-deep skip and no global residual: the network
+        # learns the HR image directly (the authors' TGP4)
+        "no-sc": {"use_skip": False, "use_residual": False},
+        # Table 4 "frozen GP": the pretrained decoder is not fine-tuned in stage 2
+        "frozen-gp": {"freeze_prior": True},
     }
