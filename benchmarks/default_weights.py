@@ -78,7 +78,7 @@ def run_scale(folder: Path, scale: int, hr: np.ndarray, mask: np.ndarray, batch_
 
 def table(res: dict) -> str:
     lines = [
-        "| method | PSNR brain (dB) | SSIM brain | PSNR volume (dB) | SSIM volume | PSNR 2-D (dB) | SSIM 2-D |",
+        "| method | PSNR brain (dB) | SSIM brain | PSNR volume (dB) | SSIM volume | PSNR per slice (dB) | SSIM per slice |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in res["rows"]:
