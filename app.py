@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
+import gradio.utils as gr_utils
 
 from transmrsr.data.io import VolumeError
 from transmrsr.inference import DEFAULT_FUSION
@@ -201,6 +202,11 @@ def _warnings_md(case: Case) -> str:
 
 def on_run(volume_file, model_spec, scale, phi, fusion, plane, request: gr.Request, progress=gr.Progress()):
     sid = _sid(request)
+    path = _file_path(volume_file)
+    # deleted with the session: files in Gradio's upload cache, but never the examples' cached
+    # copies, which every session shares
+    if path and Path(path).name not in {p.name for p in EXAMPLES.glob("*.nii*")}:
+        SESSIONS.note_upload(sid, path, gr_utils.get_upload_folder())
     case = _run(volume_file, model_spec, scale, phi, fusion, SESSIONS.folder(sid), progress)
     ref = SESSIONS.set_case(sid, case)
     n = case.n_slices(plane)

@@ -37,7 +37,8 @@ def _wait(cond, timeout: float = 30.0, step: float = 0.5) -> bool:
 @pytest.fixture(scope="module")
 def server(tiny_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
-    app = App(app_env(work, TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_ANNOTATIONS=str(work / "annotations")),
+    app = App(app_env(work, TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_ANNOTATIONS=str(work / "annotations"),
+                      GRADIO_TEMP_DIR=str(work / "gradio-cache")),
               log=work / "server.log")
     app.work = work
     app.start()
@@ -81,9 +82,15 @@ def test_two_users_with_the_same_file_name_never_share_a_result(server, t1_crop,
     np.testing.assert_array_equal(got_a, np.asarray(nib.load(str(server_a)).dataobj))
 
 
-def test_closing_the_tab_deletes_the_session_folder(server, browser, t1_crop):
+def test_closing_the_tab_deletes_the_session_folder(server, browser, t1_crop, tmp_path):
+    """Closing the tab deletes the session's folder and its upload in Gradio's cache (by then,
+    not only by age)."""
     from playwright.sync_api import expect
 
+    own = tmp_path / "closing_tab_upload.nii.gz"  # a name (and bytes) no other session uploads
+    img = nib.load(str(t1_crop))
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj, np.float32) + 1.0, img.affine), own)
+    t1_crop = own
     sessions = server.work / "sessions"
     before = set(os.listdir(sessions))
     page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -93,8 +100,11 @@ def test_closing_the_tab_deletes_the_session_folder(server, browser, t1_crop):
     expect(page.locator("#panel-sr img")).to_be_visible(timeout=120_000)
     mine = set(os.listdir(sessions)) - before
     assert len(mine) == 1 and any((sessions / n).iterdir() for n in mine)
+    uploads = list((server.work / "gradio-cache").rglob(own.name))
+    assert uploads, "the upload is not in Gradio's cache"
     page.close()
     assert _wait(lambda: not (sessions / next(iter(mine))).exists()), "the session folder outlived its tab"
+    assert _wait(lambda: not any(p.exists() for p in uploads)), "the upload outlived its tab"
 
 
 def test_uploads_and_leftovers_are_deleted_by_age(tiny_dir, t1_crop, tmp_path, one_torch_thread):
@@ -250,3 +260,20 @@ def test_messages_and_sessions(tmp_path):
     reg.close("a")
     assert not fa.exists() and reg.case(ref) is None and fb.exists()
     assert reg.sweep(now=time.time() + 120) == 1 and not fb.exists()
+
+
+def test_session_uploads_are_deleted_with_the_session_unless_shared(tmp_path):
+    reg = SessionRegistry(tmp_path / "sessions", ttl_s=3600)
+    cache = tmp_path / "cache"
+    (cache / "h1").mkdir(parents=True)
+    mine, shared, outside = cache / "h1" / "a.nii.gz", cache / "shared.nii.gz", tmp_path / "example.nii.gz"
+    for p in (mine, shared, outside):
+        p.write_bytes(b"x")
+    assert reg.note_upload("A", mine, cache) and reg.note_upload("A", shared, cache)
+    assert reg.note_upload("B", shared, cache)
+    assert not reg.note_upload("A", outside, cache)  # not in the upload cache: never recorded
+    reg.close("A")
+    assert not mine.exists() and not (cache / "h1").exists()
+    assert shared.exists() and outside.exists()  # B still holds the shared upload
+    reg.close("B")
+    assert not shared.exists() and outside.exists()

@@ -6,6 +6,7 @@ No Gradio in here: ``app.py`` calls these classes from its event functions.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
@@ -240,7 +241,7 @@ class SessionRegistry:
             if entry is None:
                 path = self.root / secrets.token_urlsafe(18)
                 path.mkdir(mode=0o700)
-                entry = self._sessions[sid] = {"folder": path, "cases": {}, "used": time.time()}
+                entry = self._sessions[sid] = {"folder": path, "cases": {}, "used": time.time(), "uploads": set()}
             entry["used"] = time.time()
             entry["folder"].mkdir(mode=0o700, parents=True, exist_ok=True)
             return entry["folder"]
@@ -257,6 +258,18 @@ class SessionRegistry:
             entry["cases"] = {ref: case}
             self._refs[ref] = sid
         return ref
+
+    def note_upload(self, sid: str, path: str | Path, upload_root: str | Path) -> bool:
+        """Remember a file the session uploaded into the server's upload cache ``upload_root``, so
+        that closing the session deletes it (files elsewhere, e.g. the bundled examples, are never
+        recorded). Returns whether it was recorded."""
+        p, root = Path(path).resolve(), Path(upload_root).resolve()
+        if not p.is_relative_to(root) or p == root:
+            return False
+        self.folder(sid)
+        with self._lock:
+            self._sessions[sid]["uploads"].add(p)
+        return True
 
     def case(self, ref: str | None) -> Any:
         """The case behind ``ref`` (None when unknown or its session has closed)."""
@@ -278,14 +291,21 @@ class SessionRegistry:
                 entry["cases"] = {}
 
     def close(self, sid: str) -> None:
-        """End a session: free its case and delete its folder."""
+        """End a session: free its case, delete its folder and the uploads it made."""
         with self._lock:
             entry = self._sessions.pop(sid, None)
             if entry is None:
                 return
             for ref in entry["cases"]:
                 self._refs.pop(ref, None)
+            still_used = set().union(*(e.get("uploads", set()) for e in self._sessions.values()))
         shutil.rmtree(entry["folder"], ignore_errors=True)
+        for p in entry.get("uploads", ()):
+            if p in still_used:  # the upload cache stores identical bytes once: another session has them
+                continue
+            p.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                p.parent.rmdir()  # the cache's per-file folder, when now empty
 
     def sessions(self) -> list[str]:
         with self._lock:
