@@ -33,7 +33,7 @@ from transmrsr.serving import (
     parse_list,
     public_message,
 )
-from transmrsr.studio import Case, Plan, panels, phi_sweep, plan_volume, run_case
+from transmrsr.studio import NO_LIVE_PHI, Case, Plan, panels, phi_sweep, plan_volume, run_case
 
 REPO = Path(__file__).resolve().parent
 CHECKPOINTS = REPO / "checkpoints"
@@ -46,6 +46,8 @@ WORK_DIR = Path(os.environ.get("TRANSMRSR_WORK_DIR") or Path(tempfile.gettempdir
 ANNOTATIONS_DIR = Path(os.environ.get("TRANSMRSR_ANNOTATIONS", REPO / "annotations"))
 #: The Train tab runs jobs and reads server paths: off unless --enable-training or this variable is 1.
 TRAINING_ENABLED = os.environ.get("TRANSMRSR_ENABLE_TRAINING", "") == "1"
+#: Optimiser steps of "Adapt to this scan" (the library's default when unset; small in tests).
+ADAPT_STEPS = os.environ.get("TRANSMRSR_ADAPT_STEPS", "")
 #: A public deployment: only bundled / allow-listed models, study and operator codes required.
 PUBLIC = os.environ.get("TRANSMRSR_PUBLIC", "") == "1"
 #: Seconds a session's folder and case live without use (and the age at which uploads are deleted).
@@ -117,7 +119,7 @@ def prepare(volume_file, model_spec: str, scale: int) -> tuple[str, Plan, Loaded
     if not path:
         raise gr.Error("Upload a .nii or .nii.gz volume first (or pick an example).")
     try:
-        plan = plan_volume(path, int(scale))
+        plan = plan_volume(path, int(scale), served=lambda r: MODELS.served_for(model_spec, r))
         MODELS.check(model_spec, plan.factor)
     except (VolumeError, ModelNotAllowed, FactorNotServed) as exc:
         raise user_error(exc) from None
@@ -137,17 +139,40 @@ def _eta_reporter(progress, label: str) -> Callable[[int, int], None]:
     return report
 
 
-@gpu
-def _run(volume_file, model_spec, scale, phi, fusion, folder: Path, progress=None) -> Case:
-    path, plan, loaded = prepare(volume_file, model_spec, scale)
+def adapt_options(progress=None):
+    """AdaptOptions of "Adapt to this scan": seeded (0), TRANSMRSR_ADAPT_STEPS steps, progress on the
+    page's single bar (with an ETA). The library adapts a copy: the loaded weights never change."""
+    from transmrsr.adapt import DEFAULT_STEPS, AdaptOptions
+
+    try:
+        steps = int(ADAPT_STEPS) if ADAPT_STEPS else DEFAULT_STEPS
+    except ValueError:
+        steps = DEFAULT_STEPS
+    report = None
     if progress is not None:
-        progress(0, desc=f"×{plan.factor} with {loaded.name}: starting")
-    report = _eta_reporter(progress, f"×{plan.factor}") if progress is not None else None
+        start = time.monotonic()
+
+        def report(done: int, total: int) -> None:
+            elapsed = time.monotonic() - start
+            eta = elapsed / done * (total - done) if done else None
+            progress(done / max(total, 1), desc=f"adapting to this scan: step {done}/{total}"
+                     + (f" · ETA {eta:.0f} s" if eta is not None else ""))
+
+    return AdaptOptions(steps=max(1, steps), seed=0, progress=report)
+
+
+@gpu
+def _run(volume_file, model_spec, scale, phi, fusion, folder: Path, progress=None, adapt: bool = False) -> Case:
+    path, plan, loaded = prepare(volume_file, model_spec, scale)
+    shown = f"×{plan.label}" + (f" (×{plan.factor} network)" if plan.acq is not None else "")
+    if progress is not None:
+        progress(0, desc=f"{shown} with {loaded.name}: {'adapting' if adapt else 'starting'}")
+    report = _eta_reporter(progress, shown) if progress is not None else None
     served = MODELS.policy.bundled_factors() if loaded.bundled else None  # a custom model's are unknown
     try:
         return run_case(path, loaded.model, folder, scale=int(scale), phi=float(phi), fusion=bool(fusion),
                         progress=report, plan=plan, model_name=loaded.name, model_version=loaded.version,
-                        served=served)
+                        served=served, adapt=adapt_options(progress) if adapt else None)
     except ValueError as exc:  # VolumeError, or a file changed since its header was read
         raise user_error(exc) from None
 
@@ -169,7 +194,9 @@ def _view(case_ref, model_spec, plane, index, phi):
     note = f"slice {int(index)} of {case.n_slices(plane)} ({plane})"
     if p["psnr_sr"] is not None:
         note += f" · slice PSNR: SR {p['psnr_sr']} dB, cubic {p['psnr_lr']} dB"
-    if abs(float(phi) - case.phi) > 1e-6:
+    if not case.live_phi:
+        note += f" · the volume at φ {case.phi:.2f}. {NO_LIVE_PHI}"
+    elif abs(float(phi) - case.phi) > 1e-6:
         note += (f" · φ {float(phi):.2f} recomputed for this slice"
                  + (" (this plane's network alone; Run again for the fused volume)" if case.fusion else "")
                  ) if plane_axis(plane) == case.slice_axis else (
@@ -200,22 +227,26 @@ def _warnings_md(case: Case) -> str:
     return "\n\n".join(f"⚠️ {w}" for w in case.warnings)
 
 
-def on_run(volume_file, model_spec, scale, phi, fusion, plane, request: gr.Request, progress=gr.Progress()):
+def on_run(volume_file, model_spec, scale, phi, fusion, plane, adapt=False, request: gr.Request = None,
+           progress=gr.Progress()):
     sid = _sid(request)
     path = _file_path(volume_file)
     # deleted with the session: files in Gradio's upload cache, but never the examples' cached
     # copies, which every session shares
     if path and Path(path).name not in {p.name for p in EXAMPLES.glob("*.nii*")}:
         SESSIONS.note_upload(sid, path, gr_utils.get_upload_folder())
-    case = _run(volume_file, model_spec, scale, phi, fusion, SESSIONS.folder(sid), progress)
+    case = _run(volume_file, model_spec, scale, phi, fusion, SESSIONS.folder(sid), progress, adapt=bool(adapt))
     ref = SESSIONS.set_case(sid, case)
     n = case.n_slices(plane)
     idx = n // 2
     lr, sr, hr, err, pair, note = _safe_view(ref, model_spec, plane, idx, phi)
     info = (
-        f"**{case.name}** · thick axis {case.axis}, ×{case.factor}"
+        f"**{case.name}** · thick axis {case.axis}, ×{case.factor_label}"
         + (" (simulated from the isotropic upload, which is kept as reference)" if case.simulated else " (from the header)")
+        + (f" · served by the ×{case.factor} network on a resampled grid, output isotropic"
+           if case.acq_factor is not None else "")
         + f" · model {case.model_name} ({case.model_version})"
+        + (" · adapted to this scan (a copy; the loaded weights are unchanged)" if case.adapted else "")
         + f" · output {case.shape} voxels of {', '.join(f'{z:.2f}' for z in case.zooms)} mm"
     )
     for w in case.warnings:
@@ -262,14 +293,17 @@ def on_sweep(case_ref, model_spec, plane, index):
 
 
 @gpu
-def super_resolve_api(volume_file, scale: int = 4, phi: float = 0.9, request: gr.Request = None):
-    """Named API endpoint ``/super_resolve``: (volume_file, scale, phi) -> (SR NIfTI, metrics). The
-    scale applies to isotropic uploads; a thick-slice file is run at its header's factor."""
+def super_resolve_api(volume_file, scale: int = 4, phi: float = 0.9, adapt: bool = False, request: gr.Request = None):
+    """Named API endpoint ``/super_resolve``: (volume_file, scale, phi, adapt) -> (SR NIfTI, metrics).
+    The scale applies to isotropic uploads; a thick-slice file is run at its header's factor (any
+    factor from 1.5 to 10). ``adapt``: adapt a copy of the model to the scan first."""
     sid = _sid(request)
-    case = _run(volume_file, "", int(scale), float(phi), DEFAULT_FUSION, SESSIONS.folder(sid))
+    case = _run(volume_file, "", int(scale), float(phi), DEFAULT_FUSION, SESSIONS.folder(sid), adapt=bool(adapt))
     SESSIONS.set_case(sid, case)
     return str(case.sr_path), {
         "axis": case.axis, "scale": case.factor, "fusion": case.fusion, "shape": list(case.shape),
+        "factor": case.acq_factor if case.acq_factor is not None else case.factor, "adapted": case.adapted,
+        "affine": np.asarray(case.affine).tolist(),
         "simulated_from_hr": case.simulated, "model": case.model_name, "model_version": case.model_version,
         "input_sha256": case.input_sha256, "warnings": case.warnings, "metrics": case.metrics,
     }
@@ -852,6 +886,11 @@ def build_app() -> gr.Blocks:
                         DEFAULT_FUSION, label="Orthogonal fusion (both planes that contain the thick axis)",
                         info="better (about +0.25-0.4 dB brain PSNR on the bundled weights), about twice the time", elem_id="fusion",
                     )
+                    adapt = gr.Checkbox(
+                        False, label="Adapt to this scan (a few minutes)",
+                        info="fine-tunes a copy of the model on this scan's own in-plane detail first (seeded); "
+                             "the loaded weights are never changed", elem_id="adapt",
+                    )
                     if examples:
                         gr.Examples(
                             examples=examples, inputs=volume, label="Examples (the held-out test subject; 1 mm = HR)",
@@ -889,7 +928,7 @@ def build_app() -> gr.Blocks:
         run_out = [case_state, index, lr_img, sr_img, hr_img, err_img, compare, note, info, metrics, download, warning,
                    no_ref, card]
         running = run.click(_busy, None, run, queue=False, api_visibility="private").then(
-            on_run, [volume, model_spec, scale, phi, fusion, plane], run_out, concurrency_limit=1,
+            on_run, [volume, model_spec, scale, phi, fusion, plane, adapt], run_out, concurrency_limit=1,
             show_progress_on=[sr_img], api_visibility="private",
         )
         running.success(_idle, None, run, queue=False, api_visibility="private")
@@ -912,11 +951,12 @@ def build_app() -> gr.Blocks:
             api_file = gr.File()
             api_scale = gr.Number(value=4, precision=0)
             api_phi = gr.Number(value=0.9)
+            api_adapt = gr.Checkbox(False)
             api_out = gr.File()
             api_metrics = gr.JSON()
             api_button = gr.Button()
         api_button.click(
-            super_resolve_api, [api_file, api_scale, api_phi], [api_out, api_metrics], api_name="super_resolve",
+            super_resolve_api, [api_file, api_scale, api_phi, api_adapt], [api_out, api_metrics], api_name="super_resolve",
             concurrency_limit=1,
         )
     return demo

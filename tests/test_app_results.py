@@ -56,16 +56,21 @@ def test_unsupported_factor_is_refused_in_under_a_second(shipped, t1_crop, tmp_p
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
-    lr3 = thick(t1_crop, tmp_path, 3)
+    from test_app_any_factor import thick_file
+
+    # any factor from 1.5 to 10 is served (issue 17, tests/test_app_any_factor.py); ×12 is still not
+    lr12 = thick_file(t1_crop, tmp_path, 12.0)
     client = Client(shipped.url, verbose=False)
+    with pytest.raises(AppError):  # the client's first request warms its connection (not timed)
+        client.predict(handle_file(str(lr12)), 4, 0.9, api_name="/super_resolve")
     start = time.monotonic()
     with pytest.raises(AppError) as err:
-        client.predict(handle_file(str(lr3)), 4, 0.9, api_name="/super_resolve")
+        client.predict(handle_file(str(lr12)), 4, 0.9, api_name="/super_resolve")
     elapsed = time.monotonic() - start
     message = str(err.value)
-    assert "×3" in message and "not served" in message and "×4 and ×8" in message, message
+    assert "×12" in message and "not served" in message and "1.5 to 10" in message, message
     assert elapsed < 1.0, f"refused after {elapsed:.2f} s"
-    assert "/" not in message.replace("×4 and ×8", ""), message  # no server path
+    assert "/" not in message, message  # no server path
 
 
 @pytest.fixture
@@ -104,3 +109,23 @@ def test_finished_sr_is_kept_when_the_viewer_fails(inprocess_app, browser, t1_cr
     sessions = list(appmod.SESSIONS.root.iterdir())
     assert len(sessions) == 1 and (sessions[0] / "t1_crop_sr_x4.nii.gz").is_file()
     page.close()
+
+
+def test_x3_thick_upload_is_served_by_the_bundled_weights(shipped, t1_crop, tmp_path, one_torch_thread):
+    """A ×3 file (not served directly by the bundled ×4 / ×8): the library's any-factor path, its grid."""
+    from gradio_client import Client, handle_file
+
+    from transmrsr.inference import DEFAULT_FUSION, super_resolve_acquisition_file
+
+    lr3 = thick(t1_crop, tmp_path, 3)
+    client = Client(shipped.url, verbose=False)
+    sr_path, info = client.predict(handle_file(str(lr3)), 8, 0.9, api_name="/super_resolve")
+    assert info["factor"] == 3 and info["model"] == "transmrsr-small-t1-x4", info
+    models = {f: TransMRSR.from_pretrained(REPO / "checkpoints" / f"transmrsr-small-t1-x{f}") for f in (4, 8)}
+    expected = super_resolve_acquisition_file(lr3, tmp_path / "local.nii.gz", models.__getitem__, served=(4, 8),
+                                              phi=0.9, fusion=DEFAULT_FUSION, show_progress=False)
+    got, want = nib.load(sr_path), nib.load(tmp_path / "local.nii.gz")
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got.affine, want.affine, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(got.dataobj, dtype=np.float32), expected.sr, rtol=1e-4,
+                               atol=1e-3 * float(np.abs(expected.sr).max()))

@@ -167,6 +167,25 @@ class ModelRegistry:
         name = s if is_repo_id(s) and not Path(s).exists() else Path(s).name or s
         return s, s, name, False
 
+    def served_for(self, spec: str | None, factor: float) -> tuple[int, ...]:
+        """The integer factors of the models that may serve a thick-slice factor ``factor`` (any
+        value from 1.5 to 10, see :func:`transmrsr.inference.plan_serving`): every bundled factor
+        for the bundled weights; for another model, whose training factor is not recorded, only its
+        own integer factor ``round(factor)`` (FactorNotServed outside ``CUSTOM_FACTORS``)."""
+        s = self.check_spec(spec)
+        if s == BUNDLED:
+            served = self.policy.bundled_factors()
+            if not served:
+                raise FactorNotServed(f"a ×{factor:.3g} thick-slice factor is not served: no weights are installed")
+            return served
+        own = max(1, int(round(float(factor))))
+        if own not in CUSTOM_FACTORS:
+            raise FactorNotServed(
+                f"a ×{factor:.3g} thick-slice factor is not served by this model: a model that is not bundled runs "
+                f"only at its own integer factor, {CUSTOM_FACTORS[0]} to {CUSTOM_FACTORS[-1]}"
+            )
+        return (own,)
+
     def get(self, spec: str | None, factor: int) -> LoadedModel:
         """The loaded model for ``spec`` and ``factor`` (loaded on first use; the least recently used
         one is dropped when the cache is full)."""

@@ -24,6 +24,10 @@ from .models import TransMRSR
 from .viewer import PLANES, display_to_slice, error_map, mri_window, plane_slice, plane_spacing, to_rgb, window
 
 SWEEP_PHIS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: Why the φ preview, φ sweep and φ comparisons are off for a case (see :attr:`Case.live_phi`).
+NO_LIVE_PHI = ("φ is fixed for this result: it was served through the any-factor path (a factor the network "
+               "was not trained at, run on a resampled grid) or adapted to this scan, so another φ cannot be "
+               "recomputed per slice; the φ sweep and φ comparisons are off. Run again with another φ instead.")
 
 
 @dataclass
@@ -50,6 +54,18 @@ class Case:
     model_name: str = ""
     model_version: str = ""
     warnings: list[str] = field(default_factory=list)  # the input looks outside the model's training range
+    acq_factor: float | None = None  # served through the any-factor path: the thick-axis factor (may be non-integer)
+    adapted: bool = False  # the SR comes from a copy of the model adapted to this scan
+
+    @property
+    def live_phi(self) -> bool:
+        """Whether another φ can be recomputed per slice (the network ran on this grid with the loaded
+        weights): not for a case served through the any-factor path or adapted to its scan."""
+        return self.acq_factor is None and not self.adapted
+
+    @property
+    def factor_label(self) -> str:
+        return f"{self.acq_factor:.3g}" if self.acq_factor is not None else str(self.factor)
 
     @property
     def case_id(self) -> str:
@@ -69,8 +85,15 @@ class Plan:
     """How an upload will be run, read from its header alone (no voxel data)."""
 
     axis: int
-    factor: int
+    factor: int  # the integer factor of the network that runs
     simulated: bool  # isotropic upload: thick slices are simulated at the chosen scale
+    acq: object | None = None  # an Acquisition: served through the library's any-factor path
+    served: tuple[int, ...] = ()  # with ``acq``: the factors models exist for
+
+    @property
+    def label(self) -> str:
+        """The factor as the page shows it (``3.3`` for a non-integer acquisition)."""
+        return f"{self.acq.factor:.3g}" if self.acq is not None else str(self.factor)
 
 
 class _HeaderView:
@@ -79,12 +102,29 @@ class _HeaderView:
     def __init__(self, path: str, header, affine: np.ndarray) -> None:
         self.path, self.header = path, header
         self.zooms = tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+        self.shape = tuple(int(n) for n in header.get_data_shape()[:3])
 
 
-def plan_volume(path: str | Path, scale: int = 4) -> Plan:
+def direct_factor(acq) -> int | None:
+    """The integer factor of an acquisition the app's direct path runs as it always has (no gap,
+    isotropic in-plane, an integer factor), else None (the library's any-factor path)."""
+    r = acq.factor
+    others = [f for i, f in enumerate(acq.factors) if i != acq.axis]
+    if acq.has_gap or any(abs(f - 1.0) > 1e-4 for f in others) or abs(r - round(r)) > 1e-3:
+        return None
+    return int(round(r))
+
+
+def plan_volume(path: str | Path, scale: int = 4, served: Callable[[float], tuple[int, ...]] | None = None) -> Plan:
     """Thick axis and factor of an upload from its header only (fast, before any model is loaded
     or voxel read): a thick-slice file's own factor, never ``scale``; an isotropic one is
-    simulated along the axial voxel axis at ``scale``. Raises VolumeError for an unreadable file."""
+    simulated along the axial voxel axis at ``scale``. Raises VolumeError for an unreadable file.
+
+    ``served(r)``: the integer factors of the models that may serve a thick-slice factor ``r``
+    (FactorNotServed when none). With it any factor from 1.5 to 10 is planned: one a model serves
+    directly (an integer, no gap, isotropic in-plane) runs the direct path as before, any other
+    gets ``plan.acq`` (the library's any-factor path, ``plan.factor`` the network that runs); a
+    factor outside 1.5 to 10 raises FactorNotServed. Without it, only header integer factors."""
     import nibabel as nib
 
     from .data.io import VolumeError
@@ -102,8 +142,28 @@ def plan_volume(path: str | Path, scale: int = 4) -> Plan:
         raise VolumeError(f"{p}: the header's geometry cannot be read") from None
     if thick_axis(view.zooms) is None and not simulation_tag(img.header):
         return Plan(axis=2, factor=int(scale), simulated=True)
-    axis, factor = resolve_geometry(view)
-    return Plan(axis=int(axis), factor=int(factor), simulated=False)
+    if served is None:  # the direct path only (integer factors from the header)
+        axis, factor = resolve_geometry(view)
+        return Plan(axis=int(axis), factor=int(factor), simulated=False)
+    from .inference import MAX_FACTOR, MIN_FACTOR, detect_acquisition, plan_serving
+    from .serving import FactorNotServed
+
+    try:
+        acq = detect_acquisition(view)
+    except VolumeError:
+        r = max(view.zooms) / min(view.zooms)  # the thick spacing over the finest in-plane one
+        if MIN_FACTOR - 1e-6 <= r <= MAX_FACTOR + 1e-6:
+            raise
+        raise FactorNotServed(
+            f"a ×{r:.3g} thick-slice factor is not served: factors {MIN_FACTOR:g} to {MAX_FACTOR:g} are "
+            "(slice spacing over the in-plane spacing)"
+        ) from None
+    models = served(acq.factor)  # FactorNotServed when no model can serve it
+    direct = direct_factor(acq)
+    if direct is not None and direct in models:
+        return Plan(axis=int(acq.axis), factor=direct, simulated=False)
+    return Plan(axis=int(acq.axis), factor=plan_serving(acq, models).model_factor, simulated=False, acq=acq,
+                served=tuple(models))
 
 
 def file_sha256(path: str | Path) -> str:
@@ -162,6 +222,7 @@ def run_case(
     model_name: str = "",
     model_version: str = "",
     served: tuple[int, ...] | None = (4, 8),
+    adapt=None,
 ) -> Case:
     """Load an upload, super-resolve it and write the SR NIfTI into ``out_dir``.
 
@@ -170,10 +231,18 @@ def run_case(
     the HR kept as reference. With ``plan`` (from :func:`plan_volume`, checked against the model
     beforehand) a volume whose geometry differs from the plan is refused before inference.
     ``served``: the model's training factors for the warnings (None: unknown).
+
+    A plan with an acquisition (``plan.acq``: a factor from 1.5 to 10, non-integer or with a gap)
+    runs through :func:`~transmrsr.inference.super_resolve_acquisition` and its output grid.
+    ``adapt``: :class:`~transmrsr.adapt.AdaptOptions` to adapt a copy of ``model`` to the scan first
+    (the library path also for an isotropic upload); ``model`` itself is never changed.
     """
     vol = load_volume(path)
     name = Path(vol.path).name.replace(".nii.gz", "").replace(".nii", "")
     iso = thick_axis(vol.zooms) is None and not simulation_tag(vol.header)
+    if (plan is not None and plan.acq is not None) or adapt is not None:
+        return _run_acquisition(vol, name, iso, path, model, out_dir, scale, phi, fusion, progress, plan,
+                                model_name, model_version, served, adapt)
     if iso:
         axis, factor, hr = 2, int(scale), vol.data
         lr = simulate_thick(hr, axis, factor)
@@ -207,6 +276,66 @@ def run_case(
     return case
 
 
+def _run_acquisition(vol, name, iso, path, model, out_dir, scale, phi, fusion, progress, plan, model_name,
+                     model_version, served, adapt) -> Case:
+    """:func:`run_case` through the library's any-factor path (and adaptation)."""
+    from .data.io import VolumeError
+    from .inference import Acquisition, detect_acquisition, super_resolve_acquisition
+
+    hr = None
+    if iso:  # an isotropic upload adapted to: its simulated thick-slice version on the HR grid
+        axis, factor, hr = 2, int(scale), vol.data
+        data = simulate_thick(hr, axis, factor)
+        lr_affine = thick_affine(vol.affine, axis, factor)
+        zooms = [float(z) for z in np.linalg.norm(lr_affine[:3, :3], axis=0)]
+        factors = [1.0, 1.0, 1.0]
+        factors[axis] = float(factor)
+        acq = Acquisition(axis=axis, zooms=tuple(zooms), factors=tuple(factors), slice_thickness=zooms[axis],
+                          n_thin=hr.shape[axis])
+        models = (factor,)
+    else:
+        try:
+            acq = detect_acquisition(vol)
+        except VolumeError as exc:
+            raise ValueError(str(exc)) from None
+        data, lr_affine = vol.data, vol.affine
+        models = plan.served if plan is not None and plan.acq is not None else (int(round(acq.factor)),)
+        if plan is not None and plan.acq is not None and (
+            acq.axis != plan.acq.axis or abs(acq.factor - plan.acq.factor) > 1e-6
+        ):
+            raise ValueError(f"{name}: its geometry (axis {acq.axis}, ×{acq.factor:.3g}) differs from the one checked")
+    if plan is not None and plan.simulated != iso:
+        raise ValueError(f"{name}: its geometry differs from the one checked ({plan})")
+    res = super_resolve_acquisition(lambda m: model, data, acq, served=tuple(models), adapt=adapt, phi=phi,
+                                    fusion=fusion, progress=progress, show_progress=False)
+    # an isotropic upload stays on its HR grid (as on the direct path); a thick one goes onto the library's grid
+    affine = vol.affine if iso else acq.output_affine(lr_affine)
+    r = acq.factor
+    label = f"{r:.3g}".replace(".", "p") if abs(r - round(r)) > 1e-6 else str(int(round(r)))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = "_adapted" if adapt is not None else ""
+    sr_path = save_volume(out / f"{name}_sr_x{label}{tag}.nii.gz", res.sr, affine, header=vol.header)
+    case = Case(
+        name=name, axis=acq.axis, factor=res.plan.model_factor, slice_axis=-1, phi=float(phi),
+        zooms=tuple(float(z) for z in np.linalg.norm(affine[:3, :3], axis=0)), affine=affine,
+        interp=res.cubic, sr=res.sr, hr=hr, scaler=IntensityScaler.fit(data), sr_path=sr_path, simulated=iso,
+        fusion=bool(fusion), input_sha256=file_sha256(path), model_name=model_name, model_version=model_version,
+        warnings=input_warnings(Path(vol.path).name, vol.header, res.plan.model_factor, served),
+        acq_factor=None if iso else float(r), adapted=adapt is not None,
+    )
+    case.window = mri_window(hr if hr is not None else case.interp)
+    if hr is not None:
+        mask = foreground_mask(hr)
+        for method, vol_ in (("TransMRSR (adapted)", case.sr), ("cubic", case.interp)):
+            case.metrics.append(
+                {"method": method, "PSNR mask (dB)": round(float(psnr(vol_, hr, mask)), 2),
+                 "SSIM mask": round(float(ssim(vol_, hr, mask)), 4), "PSNR (dB)": round(float(psnr(vol_, hr)), 2),
+                 "SSIM": round(float(ssim(vol_, hr)), 4)}
+            )
+    return case
+
+
 def sr_slice(
     case: Case, model: TransMRSR | None, plane: str, index: int, phi: float | None, one_plane: bool = False
 ) -> np.ndarray:
@@ -216,6 +345,8 @@ def sr_slice(
     the second plane. ``one_plane``: recompute also at the run's φ (a fused volume's slice
     otherwise), so that two φ compare like with like."""
     same_phi = phi is None or abs(phi - case.phi) < 1e-6
+    if not case.live_phi:
+        return plane_slice(case.sr, plane, index)
     if PLANES[plane] != case.slice_axis or (same_phi and not (one_plane and case.fusion)):
         return plane_slice(case.sr, plane, index)
     if model is None:
@@ -250,6 +381,8 @@ def phi_sweep(case: Case, model: TransMRSR, plane: str, index: int, phis=SWEEP_P
     """The shown slice at several φ, each with its PSNR against the HR (when there is one). All
     come from the network's plane alone, also for a fused volume, so that they compare like with
     like (their labels say so then)."""
+    if not case.live_phi:
+        raise ValueError(NO_LIVE_PHI)
     if PLANES[plane] != case.slice_axis:
         raise ValueError(
             f"the φ sweep runs on the {next(p for p, a in PLANES.items() if a == case.slice_axis)} plane, "
@@ -294,6 +427,8 @@ def reader_items(case: Case, plane: str, index: int, compare_phi: float | None =
     if compare_phi is not None:
         if abs(float(compare_phi) - case.phi) < 1e-6:
             raise ValueError(f"φ = {case.phi:.2f} is the run's own φ: choose another φ to compare against")
+        if not case.live_phi:
+            raise ValueError(NO_LIVE_PHI)
         if PLANES[plane] != case.slice_axis:
             net_plane = next(p for p, a in PLANES.items() if a == case.slice_axis)
             raise ValueError(f"another φ can only be compared on the {net_plane} plane, the one the network runs on")
