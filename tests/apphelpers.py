@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import socket
 import subprocess
@@ -70,3 +71,22 @@ class App:
             self.proc.terminate()
             self.proc.wait(timeout=30)
         self.proc = None
+
+
+def gzip_bomb(path: Path) -> Path:
+    """65 KB on disk: a header claiming 1024 x 1024 x 480 int16 (within the per-axis and voxel-count
+    limits, 1,920 MiB as float32) followed by 64 MB of zeros."""
+    import nibabel as nib
+    import numpy as np
+
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape((1024, 1024, 480))
+    hdr.set_data_dtype(np.int16)
+    hdr.set_zooms((1.0, 1.0, 1.0))
+    hdr.set_data_offset(352)
+    with gzip.open(path, "wb", compresslevel=9) as fh:
+        fh.write(hdr.binaryblock + b"\x00" * 4)
+        for _ in range(16):
+            fh.write(b"\x00" * (4 << 20))
+    assert path.stat().st_size < 100_000
+    return path

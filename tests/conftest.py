@@ -72,3 +72,16 @@ def browser():
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture
+def no_data_read(monkeypatch):
+    """Any read of NIfTI image data fails the test: for checks that must act on the header alone."""
+    import nibabel.arrayproxy
+    import nibabel.volumeutils
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the image data was read")
+
+    monkeypatch.setattr(nibabel.volumeutils, "array_from_file", refuse)
+    monkeypatch.setattr(nibabel.arrayproxy, "array_from_file", refuse)

@@ -8,7 +8,6 @@ measured request by writing 5 to ``/proc/<pid>/clear_refs`` (Linux).
 
 from __future__ import annotations
 
-import gzip
 import re
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from apphelpers import App, app_env
+from apphelpers import App, app_env, gzip_bomb
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status")
 
@@ -55,22 +54,6 @@ def peak_during(pid: int, request) -> tuple[float, float, object]:
     except Exception as exc:  # the caller checks what was raised
         result = exc
     return before, status_mib(pid, "VmHWM"), result
-
-
-def gzip_bomb(path: Path) -> Path:
-    """65 KB on disk: a header claiming 1024 x 1024 x 480 int16 (within the per-axis and voxel-count
-    limits, 1,920 MiB as float32) followed by 64 MB of zeros."""
-    hdr = nib.Nifti1Header()
-    hdr.set_data_shape((1024, 1024, 480))
-    hdr.set_data_dtype(np.int16)
-    hdr.set_zooms((1.0, 1.0, 1.0))
-    hdr.set_data_offset(352)
-    with gzip.open(path, "wb", compresslevel=9) as fh:
-        fh.write(hdr.binaryblock + b"\x00" * 4)
-        for _ in range(16):
-            fh.write(b"\x00" * (4 << 20))
-    assert path.stat().st_size < 100_000
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from apphelpers import gzip_bomb
 
 import transmrsr.data.io as tio
 from transmrsr import TransMRSR, TransMRSRConfig
@@ -525,18 +526,6 @@ def cli_error(capfd, *argv) -> str:
 
 
 @pytest.fixture
-def no_data_read(monkeypatch):
-    import nibabel.arrayproxy
-    import nibabel.volumeutils
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the image data was read")
-
-    monkeypatch.setattr(nibabel.volumeutils, "array_from_file", refuse)
-    monkeypatch.setattr(nibabel.arrayproxy, "array_from_file", refuse)
-
-
-@pytest.fixture
 def no_model(monkeypatch):
     import transmrsr.cli as cli
 
@@ -559,23 +548,6 @@ def _raw_nii(path: Path, shape=(20, 18, 6), dtype=np.float32, zooms=(1.0, 1.0, 4
     return path
 
 
-def _gzip_bomb(path: Path) -> Path:
-    """65 KB on disk: a header claiming 1024 x 1024 x 480 int16 (1.9 GiB as float32) and 64 MB of zeros."""
-    import gzip
-
-    hdr = nib.Nifti1Header()
-    hdr.set_data_shape((1024, 1024, 480))
-    hdr.set_data_dtype(np.int16)
-    hdr.set_zooms((1.0, 1.0, 1.0))
-    hdr.set_data_offset(352)
-    with gzip.open(path, "wb", compresslevel=9) as fh:
-        fh.write(hdr.binaryblock + b"\x00" * 4)
-        for _ in range(16):
-            fh.write(b"\x00" * (4 << 20))
-    assert path.stat().st_size < 100_000
-    return path
-
-
 @pytest.mark.parametrize(
     "make,words",
     [
@@ -584,13 +556,13 @@ def _gzip_bomb(path: Path) -> Path:
         (lambda p: _raw_nii(p, zooms=(1.0, 1.0, 1e6)), ("voxel size", "outside")),
         (lambda p: _raw_nii(p, zooms=(0.05, 0.05, 4.0)), ("factor", "between 1.5 and")),  # x80 from the voxel sizes
         (_bad_pixdim(float("nan")), ("voxel size",)),
-        (_gzip_bomb, ("limit",)),
+        (gzip_bomb, ("limit",)),
     ],
     ids=["rgb", "complex", "voxel_1x1x1e6mm", "factor_80_from_voxels", "nan_pixdim", "gzip_bomb"],
 )
 @pytest.mark.parametrize("command", ["sr", "simulate"])
 def test_bad_input_refused_before_reading(tmp_path, capfd, no_data_read, no_model, make, words, command):
-    name = "in.nii.gz" if make is _gzip_bomb else "in.nii"
+    name = "in.nii.gz" if make is gzip_bomb else "in.nii"
     (tmp_path / "in").mkdir()
     path = make(tmp_path / "in" / name)
     out = tmp_path / "out.nii.gz"
@@ -735,7 +707,7 @@ def limit_runs(tmp_path_factory, tiny_dir):
     """The same refusals through ``python -m transmrsr`` (one process each, 3 at a time)."""
     root = tmp_path_factory.mktemp("limits")
     good = _good_lr(root / "lr.nii.gz")
-    bomb = _gzip_bomb(root / "bomb.nii.gz")
+    bomb = gzip_bomb(root / "bomb.nii.gz")
     model = _string_bool_model(tiny_dir, root / "model_str_bool")
     cases = {
         "gzip_bomb": ("sr", bomb, root / "o1.nii.gz", "--model", tiny_dir, "--quiet"),

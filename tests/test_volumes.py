@@ -653,18 +653,6 @@ import gzip as _gzip  # noqa: E402
 import transmrsr.data.io as tio  # noqa: E402
 
 
-@pytest.fixture
-def no_data_read(monkeypatch):
-    import nibabel.arrayproxy
-    import nibabel.volumeutils
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the image data was read")
-
-    monkeypatch.setattr(nibabel.volumeutils, "array_from_file", refuse)
-    monkeypatch.setattr(nibabel.arrayproxy, "array_from_file", refuse)
-
-
 def _header(shape, dtype=np.float32, zooms=(1.0, 1.0, 4.0)) -> nib.Nifti1Header:
     hdr = nib.Nifti1Header()
     hdr.set_data_shape(shape)
