@@ -87,11 +87,12 @@ def correctness(device: str, presets: list[str], compile_preset: str | None) -> 
         scale = float((ref - x.double()).norm())
         model.to(device)
         xd = x.to(device)
-        runs = {"fp32": lambda m: m(xd, phi=0.7)}
-        runs["bf16 autocast"] = lambda m: _autocast(device)(m, xd)
+        # default arguments bind this iteration's input and compiled module (the loop goes on to other presets)
+        runs = {"fp32": lambda m, xd=xd: m(xd, phi=0.7)}
+        runs["bf16 autocast"] = lambda m, xd=xd: _autocast(device)(m, xd)
         if preset == compile_preset:
             compiled = torch.compile(model)
-            runs["compile + bf16 autocast"] = lambda m: _autocast(device)(compiled, xd)
+            runs["compile + bf16 autocast"] = lambda m, c=compiled, xd=xd: _autocast(device)(c, xd)
         for name, fn in runs.items():
             t0 = time.perf_counter()
             try:

@@ -161,7 +161,7 @@ def ensure_trained(folder: Path, recipe: list[str], steps: int, log=note) -> Non
     if is_finished(folder, steps):
         return
     resume = ["--resume"] if (folder / "training_state.pt").exists() else []
-    log(f"  training {folder} ({'resumed at step %s' % trained_steps(folder) if resume else 'new'}, {steps} steps)")
+    log(f"  training {folder} ({f'resumed at step {trained_steps(folder)}' if resume else 'new'}, {steps} steps)")
     run_cli(["train-sr", *recipe, "--out", folder, "--max-steps", steps, *resume])
 
 

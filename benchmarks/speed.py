@@ -668,9 +668,8 @@ def perturb_(model: nn.Module, seed: int = 0, std: float = 0.02) -> None:
 # ---------------------------------------------------------------------------------- whole volume
 def volume_seconds(preset: str, device: str, scale: int, batch_size: int, rss_resettable: bool) -> dict:
     from transmrsr.data import simulate_thick
-    from transmrsr.inference import super_resolve
-
     from transmrsr.data.packaged import held_out_t1
+    from transmrsr.inference import super_resolve
 
     hr, _, _ = held_out_t1()  # the ICBM152 T1 on the paper's 182x218x181 grid
     lr = simulate_thick(hr, 2, scale)

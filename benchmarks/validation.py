@@ -31,8 +31,8 @@ import torch
 from transmrsr import TransMRSR
 from transmrsr.data.degradation import simulate_thick
 from transmrsr.data.io import load_mask, load_volume
-from transmrsr.evaluation.evaluate import evaluate, score
-from transmrsr.inference import DEFAULT_FUSION, default_slice_axis, super_resolve
+from transmrsr.evaluation.evaluate import evaluate
+from transmrsr.inference import DEFAULT_FUSION, super_resolve
 
 REPO = Path(__file__).resolve().parents[1]
 AXIS = 2  # axial in RAS: prepared volumes are RAS

@@ -21,6 +21,7 @@ from transmrsr.data import simulate_thick
 from transmrsr.data.packaged import held_out_t1
 from transmrsr.inference import super_resolve
 
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="small")

@@ -17,7 +17,7 @@ from transmrsr.cli import main
 from transmrsr.data import IntensityScaler, simulate_thick
 from transmrsr.data.datasets import Acquisition, SRPairDataset, _place, quantise
 from transmrsr.data.degradation import SliceProfile, simulate_acquisition
-from transmrsr.data.public import PUBLIC_SOURCES, prepare_public
+from transmrsr.data.public import PUBLIC_SOURCES
 from transmrsr.inference import _run_plane
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -146,7 +146,7 @@ def test_realistic_acquisitions_vary_and_keep_each_variant_on_its_own_scale(tmp_
     assert any(f < 1 for _, f, _ in drawn) and any(b is not None for _, _, b in drawn)
     raw = np.asarray(nib.load(path).dataobj, dtype=np.float32)
     lrs, hr_first = ds.pairs[0]
-    for (lr, gain, offset), (prof, fraction, bits) in zip(lrs, drawn):
+    for (_lr, gain, offset), (prof, fraction, _bits) in zip(lrs, drawn):
         scaler = IntensityScaler.fit(simulate_acquisition(raw, 2, SliceProfile(4.0, fraction * 4, prof)))
         # the variant's HR target is the HR on that variant's own scale (the inference rule)
         np.testing.assert_allclose(hr_first * gain + offset, scaler.forward(raw), atol=1e-4)

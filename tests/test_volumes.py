@@ -35,7 +35,6 @@ from transmrsr.evaluation.metrics import dice, psnr, slice_metrics, ssim
 from transmrsr.evaluation.segmentation import segment_tissues
 from transmrsr.inference import simulate_file, super_resolve, super_resolve_file, tile_starts
 
-
 # ---------------------------------------------------------------------------- fixtures / helpers
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -229,7 +229,7 @@ class TransMRSRConfig(SerializableConfig):
     POSITION_TABLES: ClassVar[tuple[str, ...]] = ("styleswin", "legacy")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TransMRSRConfig":
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TransMRSRConfig:
         """As :meth:`SerializableConfig.from_dict`; a config without ``position_table`` predates
         the field, and its weights were trained with the ``"legacy"`` table."""
         if isinstance(data, dict) and "position_table" not in data:
@@ -275,7 +275,7 @@ class TransMRSRConfig(SerializableConfig):
         return [max(c // 32, 4) for c in self.dec_channels]
 
     # ------------------------------------------------------------------ validation
-    def validate(self) -> "TransMRSRConfig":
+    def validate(self) -> TransMRSRConfig:
         """Check that all sizes fit together; raise :class:`ConfigError` naming the field."""
         s = self.img_size
         if s < 16 or s & (s - 1):
@@ -320,7 +320,7 @@ class TransMRSRConfig(SerializableConfig):
 
     # ------------------------------------------------------------------ presets
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> "TransMRSRConfig":
+    def from_preset(cls, name: str, **overrides: Any) -> TransMRSRConfig:
         """Build a config from a preset name (``tiny``, ``small``, ``paper``) plus overrides."""
         values = cls._preset_values(PRESETS, name, overrides)
         if "img_size" in overrides:
@@ -372,7 +372,7 @@ def _per_level_for_canvas(values: dict[str, Any], img_size: int, given: set[str]
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The authors' sizes at 256x256 (see README, "Deviations"): 6 encoder levels 256..8,
+    # The authors' sizes at 256x256 (see docs/deviations.md): 6 encoder levels 256..8,
     # 14 latents x 512, StyleSwin-256 decoder with channel multiplier 1.
     "paper": dict(
         img_size=256,
@@ -440,7 +440,7 @@ class TrainCommon:
     num_workers: int = 0
     augment: bool = True
 
-    def model_config(self, **overrides: Any) -> "TransMRSRConfig":
+    def model_config(self, **overrides: Any) -> TransMRSRConfig:
         """The network config for this run: the preset at ``img_size`` plus ``overrides``."""
         if self.img_size is not None:
             overrides = {"img_size": self.img_size, **overrides}

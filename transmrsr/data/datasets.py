@@ -71,7 +71,7 @@ class Augment:
     p_intensity: float = 0.5
 
     @classmethod
-    def off(cls) -> "Augment":
+    def off(cls) -> Augment:
         return cls(flips=False, transpose=False, gamma=0.0, bias_field=0.0, noise=0.0, p_intensity=0.0)
 
 
@@ -209,7 +209,7 @@ class Acquisition:
     bits: tuple[int, ...] = (8, 12)
 
     @classmethod
-    def realistic(cls) -> "Acquisition":
+    def realistic(cls) -> Acquisition:
         """Box and Gaussian profiles, gaps in a third of the variants, quantised inputs in half."""
         return cls(variants=4, profiles=("box", "gaussian"), p_gap=1 / 3, p_quantise=0.5)
 

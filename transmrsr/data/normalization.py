@@ -19,7 +19,7 @@ class IntensityScaler:
     high: float
 
     @classmethod
-    def fit(cls, volume: np.ndarray, upper: float = 99.5) -> "IntensityScaler":
+    def fit(cls, volume: np.ndarray, upper: float = 99.5) -> IntensityScaler:
         """``low`` = the volume's minimum (background stays at 0); ``high`` = the ``upper``
         percentile of the voxels above the minimum (robust to a few bright outliers)."""
         v = np.asarray(volume, dtype=np.float32)

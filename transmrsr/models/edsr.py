@@ -52,7 +52,7 @@ class EDSRConfig(SerializableConfig):
 
     MODEL_TYPE: ClassVar[str] = MODEL_TYPE
 
-    def validate(self) -> "EDSRConfig":
+    def validate(self) -> EDSRConfig:
         if self.img_size < 8:
             raise ConfigError(f"img_size must be >= 8, got {self.img_size}")
         if self.in_channels < 1 or self.channels < 1 or self.num_blocks < 0:
@@ -62,7 +62,7 @@ class EDSRConfig(SerializableConfig):
         return self
 
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> "EDSRConfig":
+    def from_preset(cls, name: str, **overrides: Any) -> EDSRConfig:
         """The baseline beside the TransMRSR preset of the same name (``tiny``, ``small``, ``paper``)."""
         values = cls._preset_values(EDSR_PRESETS, name, overrides)
         values.update(overrides)
