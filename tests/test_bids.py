@@ -17,13 +17,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import T1
 
 from transmrsr import __version__
 from transmrsr.cli import main
 from transmrsr.data.bids import BIDSError, derivative_path, find_inputs, split_name
 from transmrsr.data.degradation import simulate_thick, thick_affine
-
-from conftest import T1
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -143,25 +142,37 @@ def test_sr_dataset_derivatives_sidecars_summary_and_resume(tmp_path, tiny_dir, 
     second = out / derivative_path(inputs[1].relative_to(root))
     stamp = first.stat().st_mtime_ns
     second.with_name(second.name.replace(".nii.gz", ".json")).unlink()
-    assert main(["sr-dataset", str(root), str(out), "--model", str(tiny_dir), "--no-fusion", "--phi", "0.5",
-                 "--quiet"]) == 2
+    assert (
+        main(["sr-dataset", str(root), str(out), "--model", str(tiny_dir), "--no-fusion", "--phi", "0.5", "--quiet"])
+        == 2
+    )
     capsys.readouterr()
     rows = {r["input"]: r["status"] for r in read_summary(out)}
-    assert rows == {"sub-01/anat/sub-01_T1w.nii.gz": "skipped",
-                    "sub-02/ses-1/anat/sub-02_ses-1_run-2_T1w.nii.gz": "done",
-                    "sub-99/anat/sub-99_T1w.nii.gz": "failed"}
+    assert rows == {
+        "sub-01/anat/sub-01_T1w.nii.gz": "skipped",
+        "sub-02/ses-1/anat/sub-02_ses-1_run-2_T1w.nii.gz": "done",
+        "sub-99/anat/sub-99_T1w.nii.gz": "failed",
+    }
     assert first.stat().st_mtime_ns == stamp
     nib.save(thick_block((62, 82, 60)), inputs[0])  # new data under the same name
     inputs[2].unlink()  # the bad volume is taken out
-    assert main(["sr-dataset", str(root), str(out), "--model", str(tiny_dir), "--no-fusion", "--phi", "0.5",
-                 "--quiet"]) == 0
+    assert (
+        main(["sr-dataset", str(root), str(out), "--model", str(tiny_dir), "--no-fusion", "--phi", "0.5", "--quiet"])
+        == 0
+    )
     rows = {r["input"]: r["status"] for r in read_summary(out)}
-    assert rows == {"sub-01/anat/sub-01_T1w.nii.gz": "done",
-                    "sub-02/ses-1/anat/sub-02_ses-1_run-2_T1w.nii.gz": "skipped"}
-    assert json.loads(first.with_name(first.name.replace(".nii.gz", ".json")).read_text())["InputSHA256"] == sha256(inputs[0])
+    assert rows == {
+        "sub-01/anat/sub-01_T1w.nii.gz": "done",
+        "sub-02/ses-1/anat/sub-02_ses-1_run-2_T1w.nii.gz": "skipped",
+    }
+    assert json.loads(first.with_name(first.name.replace(".nii.gz", ".json")).read_text())["InputSHA256"] == sha256(
+        inputs[0]
+    )
     # another phi: every output is redone
-    assert main(["sr-dataset", str(root), str(out), "--model", str(tiny_dir), "--no-fusion", "--phi", "0.6",
-                 "--quiet"]) == 0
+    assert (
+        main(["sr-dataset", str(root), str(out), "--model", str(tiny_dir), "--no-fusion", "--phi", "0.6", "--quiet"])
+        == 0
+    )
     assert {r["status"] for r in read_summary(out)} == {"done"}
 
 
@@ -180,12 +191,34 @@ def _free_port() -> int:
 def test_sr_dataset_two_cpu_processes_share_the_volumes(tmp_path, tiny_dir):
     root, out = tmp_path / "raw", tmp_path / "deriv"
     inputs = make_bids(root, n=4)
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",
-               PYTHONPATH=str(REPO) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=str(REPO) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""),
+    )
     env.pop("TRANSMRSR_DEBUG", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "transmrsr", "sr-dataset", str(root), str(out),
-           "--model", str(tiny_dir), "--no-fusion", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "transmrsr",
+        "sr-dataset",
+        str(root),
+        str(out),
+        "--model",
+        str(tiny_dir),
+        "--no-fusion",
+        "--quiet",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]  # a bad volume is a summary row, not a failed launch
     ours = [line for line in proc.stderr.splitlines() if line.startswith("transmrsr sr-dataset:")]
@@ -198,5 +231,7 @@ def test_sr_dataset_two_cpu_processes_share_the_volumes(tmp_path, tiny_dir):
     assert all(by_rank[name] == i % 2 for i, name in enumerate(ordered))  # inputs r, r + 2, ... on rank r
     assert [r["status"] for r in sorted(rows, key=lambda r: r["input"])] == ["done"] * 4 + ["failed"]
     for src in inputs[:4]:
-        doc = json.loads((out / derivative_path(src.relative_to(root))).with_suffix("").with_suffix(".json").read_text())
+        doc = json.loads(
+            (out / derivative_path(src.relative_to(root))).with_suffix("").with_suffix(".json").read_text()
+        )
         assert doc["Rank"] == by_rank[src.relative_to(root).as_posix()] and doc["Device"] == "cpu"

@@ -8,6 +8,7 @@ route (dcm2niix run by hand, then ``sr`` on the NIfTI): same affine within 1e-3 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import zipfile
@@ -65,7 +66,8 @@ def dicom_frames(folder: Path):
         if "PerFrameFunctionalGroupsSequence" in ds:  # enhanced multi-frame
             shared = ds.SharedFunctionalGroupsSequence[0]
             for k, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
-                def pick(name, seq):
+
+                def pick(name, seq, frame=frame, shared=shared):
                     for g in (frame, shared):
                         if seq in g:
                             return getattr(g[seq].value[0], name)
@@ -77,7 +79,13 @@ def dicom_frames(folder: Path):
                 yield ipp, iop[:3], iop[3:], sp, pixels[k]
         else:
             iop = np.array(ds.ImageOrientationPatient, dtype=float)
-            yield np.array(ds.ImagePositionPatient, dtype=float), iop[:3], iop[3:], np.array(ds.PixelSpacing, float), pixels
+            yield (
+                np.array(ds.ImagePositionPatient, dtype=float),
+                iop[:3],
+                iop[3:],
+                np.array(ds.PixelSpacing, float),
+                pixels,
+            )
 
 
 def check_pixels_on_voxels(folder: Path, nifti: Path) -> int:
@@ -130,8 +138,9 @@ def test_vendor_geometry_matches_headers_and_nifti_route(name, tmp_path):
     # the NIfTI route: dcm2niix run by hand on the same files gives the same grid
     route = tmp_path / "route"
     route.mkdir()
-    subprocess.run([dcm2niix_command(), "-z", "y", "-f", "by_hand", "-o", str(route), str(folder)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [dcm2niix_command(), "-z", "y", "-f", "by_hand", "-o", str(route), str(folder)], check=True, capture_output=True
+    )
     ref = nib.load(str(route / "by_hand.nii.gz"))
     ours = nib.load(str(s.nifti))
     assert ref.shape == ours.shape
@@ -155,18 +164,33 @@ def test_gap_reaches_the_acquisition(tmp_path):
 def test_sr_of_dicom_zip_equals_nifti_route_and_writes_derived_series(tmp_path, tiny_dir, capsys):
     # DICOM route, with a derived DICOM series
     out_dcm = tmp_path / "sr_dicom.nii.gz"
-    rc = main(["sr", str(PHILIPS), str(out_dcm), "--model", str(tiny_dir), "--no-fusion", "--dicom-out",
-               str(tmp_path / "derived")])
+    rc = main(
+        [
+            "sr",
+            str(PHILIPS),
+            str(out_dcm),
+            "--model",
+            str(tiny_dir),
+            "--no-fusion",
+            "--dicom-out",
+            str(tmp_path / "derived"),
+        ]
+    )
     said = capsys.readouterr()
     assert rc == 0, said.err
     assert "6 mm slices every 8 mm (2 mm gap)" in said.out
     # NIfTI route: dcm2niix by hand, then sr on the NIfTI (its sidecar beside it)
     folder = unpack(PHILIPS, tmp_path / "dicom")
-    subprocess.run([dcm2niix_command(), "-z", "y", "-f", "by_hand", "-o", str(tmp_path), str(folder)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [dcm2niix_command(), "-z", "y", "-f", "by_hand", "-o", str(tmp_path), str(folder)],
+        check=True,
+        capture_output=True,
+    )
     out_nii = tmp_path / "sr_nifti.nii.gz"
-    assert main(["sr", str(tmp_path / "by_hand.nii.gz"), str(out_nii), "--model", str(tiny_dir), "--no-fusion",
-                 "--quiet"]) == 0
+    assert (
+        main(["sr", str(tmp_path / "by_hand.nii.gz"), str(out_nii), "--model", str(tiny_dir), "--no-fusion", "--quiet"])
+        == 0
+    )
     a, b = nib.load(str(out_dcm)), nib.load(str(out_nii))
     assert a.shape == b.shape and a.shape[2] > 9
     assert np.abs(a.affine - b.affine).max() < 1e-3
@@ -186,8 +210,11 @@ def test_sr_of_dicom_zip_equals_nifti_route_and_writes_derived_series(tmp_path, 
     assert {r.ReferencedSOPInstanceUID for r in ds[0].SourceImageSequence} == src_uids
     back = tmp_path / "back"
     back.mkdir()
-    subprocess.run([dcm2niix_command(), "-z", "y", "-f", "back", "-o", str(back), str(tmp_path / "derived")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [dcm2niix_command(), "-z", "y", "-f", "back", "-o", str(back), str(tmp_path / "derived")],
+        check=True,
+        capture_output=True,
+    )
     c = nib.as_closest_canonical(nib.load(str(back / "back.nii.gz")))
     ac = nib.as_closest_canonical(a)
     assert c.shape == ac.shape
@@ -301,7 +328,9 @@ def test_several_series_structural_one_is_chosen_or_asked_for(tmp_path):
     with pytest.raises(VolumeError) as err:
         convert_dicom(root)
     text = str(err.value)
-    assert "2 structural series" in text and "--series" in text and "3 't1_fl2d_sag'" in text and "4 't1_fl2d_sag'" in text
+    assert (
+        "2 structural series" in text and "--series" in text and "3 't1_fl2d_sag'" in text and "4 't1_fl2d_sag'" in text
+    )
     with convert_dicom(root, series=4) as d:
         assert d.series.number == "4" and d.series.shape[:3] == (256, 256, 12)
     with convert_dicom(root, series="8006") as d:  # a non-structural series when asked for by number
@@ -358,8 +387,22 @@ def test_enhanced_file_with_two_images_asks_and_converts_the_chosen_one(tmp_path
     text = str(err.value)
     assert "no structural volume" in text and "--series 801_WIP_B0_NS_e1" in text and "fieldmaphz" in text
     out = tmp_path / "sr.nii.gz"
-    rc = main(["sr", str(src), str(out), "--series", "801_WIP_B0_NS_e1", "--model", str(tiny_dir), "--no-fusion",
-               "--scale", "2", "--axis", "2"])
+    rc = main(
+        [
+            "sr",
+            str(src),
+            str(out),
+            "--series",
+            "801_WIP_B0_NS_e1",
+            "--model",
+            str(tiny_dir),
+            "--no-fusion",
+            "--scale",
+            "2",
+            "--axis",
+            "2",
+        ]
+    )
     said = capsys.readouterr()
     assert rc == 0, said.err
     assert "series 801 'B0 NS' (e1) (Philips): 64x64x32 voxels" in said.out
@@ -367,3 +410,101 @@ def test_enhanced_file_with_two_images_asks_and_converts_the_chosen_one(tmp_path
     rc = main(["sr", str(src), str(tmp_path / "no.nii.gz"), "--series", "9"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "no series '9'" in err[0] and not (tmp_path / "no.nii.gz").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# DICOM out, read by another program: dcm2niix converts the derived series back onto our grid
+# --------------------------------------------------------------------------------------------
+
+
+def _signed_permutation(ours: np.ndarray, back: np.ndarray) -> np.ndarray:
+    """The voxel-index map ``ours_index = P @ back_index`` (a signed permutation with an integer
+    shift, 4x4) between two grids that are the same in mm up to axis order and direction."""
+    p = np.linalg.inv(ours) @ back
+    pr = np.round(p)
+    assert np.abs(p - pr).max() < 1e-3, p  # whole voxels apart
+    assert sorted(np.abs(pr[:3, :3]).sum(axis=0).tolist()) == [1.0, 1.0, 1.0], pr
+    return pr
+
+
+@pytest.mark.parametrize("slice_axis", [2, 0])
+def test_derived_series_round_trips_through_dcm2niix(slice_axis, tmp_path):
+    """A float SR-like volume (negative and fractional values, a finer oblique grid than the source)
+    written as a derived series: pydicom reads every image back (stored pixels x rescale = the data),
+    and dcm2niix -- a reader that is not ours -- converts it into a NIfTI whose voxels lie on ours
+    within 1e-3 mm and hold the same values (up to the 16-bit step), without a warning."""
+    with convert_dicom(SIEMENS) as d:
+        src = nib.load(str(d.nifti))
+        # a 24x28x20 block on a grid twice as fine across slices (as an SR would be), oblique like the source
+        affine = src.affine @ np.diag([1.0, 1.0, 0.5, 1.0])
+        affine[:3, 3] += src.affine[:3, :3] @ np.array([100.0, 90.0, 2.0])
+        rng = np.random.default_rng(7)
+        data = (rng.normal(300.0, 120.0, (24, 28, 20)) - 200.0).astype(np.float32)  # some voxels negative
+        files = write_derived_series(data, affine, d, tmp_path / "out", slice_axis=slice_axis, description="round trip")
+    assert len(files) == data.shape[slice_axis]
+    # pydicom: complete files (preamble, meta), MR images whose rescaled pixels are the data
+    first = pydicom.dcmread(files[0])
+    step = float(first.RescaleSlope)
+    assert step < 1.0 and first.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    for k, f in enumerate(files):
+        ds = pydicom.dcmread(f)  # no force: a valid Part 10 file
+        assert ds.SOPClassUID == pydicom.uid.MRImageStorage and ds.InstanceNumber == k + 1
+        real = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        np.testing.assert_allclose(real, np.take(data, k, axis=slice_axis).T, atol=step / 2 + 1e-6)
+    # dcm2niix, the reader that is not ours
+    back_dir = tmp_path / "back"
+    back_dir.mkdir()
+    proc = subprocess.run(
+        [dcm2niix_command(), "-z", "y", "-b", "y", "-f", "back", "-o", str(back_dir), str(tmp_path / "out")],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert "Warning" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert sorted(p.name for p in back_dir.glob("*.nii.gz")) == ["back.nii.gz"]  # one series, one volume
+    back = nib.load(str(back_dir / "back.nii.gz"))
+    assert back.ndim == 3 and sorted(back.shape) == sorted(data.shape)
+    perm = _signed_permutation(affine, back.affine)
+    assert np.abs(affine @ perm - back.affine).max() < 1e-3  # the same voxel centres, in mm
+    idx = np.indices(back.shape).reshape(3, -1)
+    ours = np.round(perm[:3, :3] @ idx + perm[:3, 3:4]).astype(int)
+    assert (ours >= 0).all() and (ours < np.array(data.shape)[:, None]).all()
+    got = np.asarray(back.get_fdata(), dtype=np.float64).reshape(-1)
+    np.testing.assert_allclose(got, data[tuple(ours)], atol=step / 2 + 1e-3)
+    side = json.loads((back_dir / "back.json").read_text())
+    assert side["ImageType"][:2] == ["DERIVED", "SECONDARY"] and side["SeriesDescription"].endswith("round trip")
+    spacing = float(np.linalg.norm(affine[:3, slice_axis]))
+    assert side["SliceThickness"] == pytest.approx(spacing, abs=1e-3)
+    # voxel sizes (mm) of dcm2niix's axes are ours, in its axis order
+    np.testing.assert_allclose(
+        np.linalg.norm(back.affine[:3, :3], axis=0),
+        np.abs(perm[:3, :3]).T @ np.linalg.norm(affine[:3, :3], axis=0),
+        atol=1e-3,
+    )
+
+
+def test_gap_of_a_dicom_upload_reaches_the_adapted_run(tmp_path, tiny_dir):
+    """The app's path (plan_volume → run_case) with adaptation: the series' gap (Philips EPI, 6 mm slices every
+    8 mm, ×2.13) must shape the adaptation's simulated acquisitions, so the adapted SR differs from the same run
+    told there is no gap. Before the fix run_case re-read the converted volume without its sidecar and lost the gap.
+    Served as ×4: on that working grid the slice is 3 of 4 working voxels, which the simulated profile resolves
+    (at ×2 a gap of under one working voxel leaves the voxel weights as they are)."""
+    import dataclasses
+
+    from transmrsr import TransMRSR
+    from transmrsr.adapt import AdaptOptions
+    from transmrsr.studio import plan_volume, run_case
+
+    zipped = Path(__file__).parent / "data" / "dicom" / "philips_epi_9slices.zip"
+    model = TransMRSR.from_pretrained(tiny_dir).eval()
+    plan = plan_volume(zipped, 4, served=lambda r: (4,))
+    assert plan.acq is not None and plan.acq.has_gap and plan.served == (4,)
+    no_gap = dataclasses.replace(plan, acq=dataclasses.replace(plan.acq, slice_thickness=plan.acq.zooms[plan.acq.axis]))
+    assert not no_gap.acq.has_gap
+    opts = AdaptOptions(steps=2, max_seconds=None, batch_size=2, seed=0)
+    runs = []
+    for i, p in enumerate((plan, no_gap)):
+        case = run_case(zipped, model, tmp_path / f"run{i}", plan=p, served=(4,), adapt=opts, fusion=False)
+        runs.append(np.asarray(case.sr, dtype=np.float32))
+    assert runs[0].shape == runs[1].shape
+    assert np.abs(runs[0] - runs[1]).max() > 1e-4

@@ -12,7 +12,10 @@ phi, factor, input SHA-256, software version, time). The command
 * shards: under ``torchrun`` / ``accelerate launch`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` in
   the environment) process ``r`` of ``n`` takes volumes ``r, r + n, ...`` of the sorted list, on
   its own device (``cuda:<LOCAL_RANK>`` when there are GPUs, else the CPU); the processes meet
-  once at the end (gloo) so that rank 0 writes the summary;
+  once at the end (gloo) so that rank 0 writes the summary. ``accelerate launch --cpu
+  --num_processes N`` starts a *single* process unless MPI is set up (accelerate's multi-CPU mode
+  runs through ``mpirun``): the run says so on stderr and does every volume itself; N CPU processes
+  come from ``accelerate launch --multi_gpu --num_processes N ... --device cpu`` or ``torchrun``;
 * writes ``transmrsr_summary.tsv`` (one row per input: status, seconds, factor, rank, message).
 """
 
@@ -69,9 +72,10 @@ class Shard:
     world: int = 1
     local_rank: int = 0
     group: object | None = field(default=None, repr=False)
+    note: str = ""  # a launch that asked for several processes but got one (said on stderr)
 
     @classmethod
-    def from_env(cls) -> "Shard":
+    def from_env(cls) -> Shard:
         """``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` as set by torchrun and accelerate launch."""
         try:
             world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -81,7 +85,20 @@ class Shard:
             raise ValueError("RANK / WORLD_SIZE / LOCAL_RANK in the environment are not integers") from None
         if world < 1 or not 0 <= rank < world:
             raise ValueError(f"RANK={rank} does not fit WORLD_SIZE={world}")
-        return cls(rank=rank, world=world, local_rank=local)
+        note = ""
+        # accelerate's simple launcher sets MASTER_ADDR only when more than one process was asked
+        # for; with --cpu and no MPI it then starts one process without RANK / WORLD_SIZE
+        if (
+            "WORLD_SIZE" not in os.environ
+            and "MASTER_ADDR" in os.environ
+            and os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("true", "1")
+        ):
+            note = (
+                "accelerate launch --cpu started a single process (its multi-CPU mode needs MPI), so this "
+                "process does every volume; for N CPU processes use 'accelerate launch --multi_gpu "
+                "--num_processes N ... --device cpu' or 'torchrun --nproc_per_node N'"
+            )
+        return cls(rank=rank, world=world, local_rank=local, note=note)
 
     def take(self, items: list) -> list:
         return items[self.rank :: self.world]
@@ -105,8 +122,7 @@ class Shard:
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            dist.init_process_group("gloo", rank=self.rank, world_size=self.world,
-                                    timeout=datetime.timedelta(days=7))
+            dist.init_process_group("gloo", rank=self.rank, world_size=self.world, timeout=datetime.timedelta(days=7))
         self.group = dist
 
     def gather(self, rows: list[Row]) -> list[Row] | None:
@@ -168,7 +184,9 @@ def _is_done(out: Path, side: Path, want: dict) -> bool:
     return all(doc.get(k) == v for k, v in want.items())
 
 
-def _one(root: Path, out_root: Path, rel: Path, opts: DatasetOptions, models: _Models, shard: Shard, device: str) -> Row:
+def _one(
+    root: Path, out_root: Path, rel: Path, opts: DatasetOptions, models: _Models, shard: Shard, device: str
+) -> Row:
     """Super-resolve one input (or skip it when done); raises on any problem with it."""
     from .data.io import load_volume
     from .inference import DEFAULT_FUSION, detect_acquisition, plan_serving, super_resolve_acquisition_file
@@ -194,13 +212,24 @@ def _one(root: Path, out_root: Path, rel: Path, opts: DatasetOptions, models: _M
         row.status, row.seconds = "skipped", round(time.perf_counter() - t0, 2)
         return row
     result = super_resolve_acquisition_file(
-        vol, out, lambda m: model, served=served, phi=opts.phi, fusion=fusion, device=device,
-        batch_size=opts.batch_size, show_progress=False,
+        vol,
+        out,
+        lambda m: model,
+        served=served,
+        phi=opts.phi,
+        fusion=fusion,
+        device=device,
+        batch_size=opts.batch_size,
+        show_progress=False,
     )
     seconds = time.perf_counter() - t0
     doc = bids.sidecar(
-        source_rel=rel, input_sha256=sha, model_name=name, model_version=version,
-        phi=phi, factor=acq.factor,
+        source_rel=rel,
+        input_sha256=sha,
+        model_name=name,
+        model_version=version,
+        phi=phi,
+        factor=acq.factor,
         extra={
             "ModelFactor": plan.model_factor,
             "ServingStrategy": plan.strategy,
@@ -242,17 +271,22 @@ def write_summary(path: Path, rows: list[Row]) -> None:
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
-def run_dataset(root: str | os.PathLike, out: str | os.PathLike, opts: DatasetOptions,
-                shard: Shard | None = None, err=None) -> list[Row]:
+def run_dataset(
+    root: str | os.PathLike, out: str | os.PathLike, opts: DatasetOptions, shard: Shard | None = None, err=None
+) -> list[Row]:
     """Run ``sr-dataset``; returns every process's rows on rank 0, its own rows on the others."""
     err = err or sys.stderr
     root_p, out_p = bids.check_root(root), Path(out)
     if out_p.resolve() == root_p.resolve():
-        raise ValueError(f"{out}: the derivatives folder must not be the dataset itself; use e.g. {Path(root) / 'derivatives' / 'transmrsr'}")
+        raise ValueError(
+            f"{out}: the derivatives folder must not be the dataset itself; use e.g. {Path(root) / 'derivatives' / 'transmrsr'}"
+        )
     inputs = bids.find_inputs(root_p, opts.suffix)
     if not inputs:
         raise ValueError(f"{root}: no sub-*/[ses-*/]anat/*_{opts.suffix}.nii[.gz] files in this BIDS dataset")
     shard = shard or Shard.from_env()
+    if shard.note:
+        print(f"transmrsr sr-dataset: warning: {shard.note}", file=err, flush=True)
     shard.start()
     device = shard.device(opts.device)
     out_p.mkdir(parents=True, exist_ok=True)
@@ -271,7 +305,7 @@ def run_dataset(root: str | os.PathLike, out: str | os.PathLike, opts: DatasetOp
             message = _message(exc)
             for shown in (str(root_p / rel), (root_p / rel).as_posix()):  # the line names the input once
                 if message.startswith(shown + ": "):
-                    message = message[len(shown) + 2:]
+                    message = message[len(shown) + 2 :]
             print(f"transmrsr sr-dataset: {rel.as_posix()}: {message}", file=err, flush=True)
             row = Row(input=rel.as_posix(), output="", status="failed", rank=shard.rank, message=message)
         if not opts.quiet and row.status != "failed":

@@ -5,11 +5,16 @@ Everything the Gradio app shows comes from here, so the UI code holds no model o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import os
 import re
+import shutil
+import tempfile
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +30,11 @@ from .viewer import PLANES, display_to_slice, error_map, mri_window, plane_slice
 
 SWEEP_PHIS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Why the φ preview, φ sweep and φ comparisons are off for a case (see :attr:`Case.live_phi`).
-NO_LIVE_PHI = ("φ is fixed for this result: it was served through the any-factor path (a factor the network "
-               "was not trained at, run on a resampled grid) or adapted to this scan, so another φ cannot be "
-               "recomputed per slice; the φ sweep and φ comparisons are off. Run again with another φ instead.")
+NO_LIVE_PHI = (
+    "φ is fixed for this result: it was served through the any-factor path (a factor the network "
+    "was not trained at, run on a resampled grid) or adapted to this scan, so another φ cannot be "
+    "recomputed per slice; the φ sweep and φ comparisons are off. Run again with another φ instead."
+)
 
 
 @dataclass
@@ -56,6 +63,7 @@ class Case:
     warnings: list[str] = field(default_factory=list)  # the input looks outside the model's training range
     acq_factor: float | None = None  # served through the any-factor path: the thick-axis factor (may be non-integer)
     adapted: bool = False  # the SR comes from a copy of the model adapted to this scan
+    series: str = ""  # a DICOM upload: the series converted (SeriesInfo.describe(): vendor, voxels, thickness / gap)
 
     @property
     def live_phi(self) -> bool:
@@ -89,6 +97,7 @@ class Plan:
     simulated: bool  # isotropic upload: thick slices are simulated at the chosen scale
     acq: object | None = None  # an Acquisition: served through the library's any-factor path
     served: tuple[int, ...] = ()  # with ``acq``: the factors models exist for
+    series: str = ""  # a DICOM upload: the series that will run (SeriesInfo.describe())
 
     @property
     def label(self) -> str:
@@ -115,7 +124,70 @@ def direct_factor(acq) -> int | None:
     return int(round(r))
 
 
-def plan_volume(path: str | Path, scale: int = 4, served: Callable[[float], tuple[int, ...]] | None = None) -> Plan:
+def is_dicom_upload(path: str | Path) -> bool:
+    """Whether an upload is a DICOM series (a ``.zip``, a folder or a DICOM file), not a NIfTI file."""
+    from .data.dicom import is_dicom_input
+
+    return is_dicom_input(path)
+
+
+#: How the app's DICOM messages say to pick one of several series (the app has no series box).
+APP_SERIES_CHOICE = "upload a zip of that series alone"
+
+
+@contextlib.contextmanager
+def converted_dicom(path: str | Path, work_dir: str | Path | None = None) -> Iterator:
+    """A DICOM upload (``.zip``, folder or file) converted to NIfTI by ``dcm2niix``
+    (:func:`transmrsr.data.dicom.convert_dicom`): yields its :class:`~transmrsr.data.dicom.DicomSeries`
+    (the structural series, with ``dcm2niix``'s sidecar beside ``.nifti``: the slice thickness, hence a
+    gap, reaches :func:`~transmrsr.inference.detect_acquisition`).
+
+    The files go into a new hidden folder inside ``work_dir`` (the case's own folder, so that a
+    session's cleanup removes them even after a crash; a temporary folder when None) and are
+    removed on exit. Messages name the upload by its file name only and, where it holds several
+    series, list them and ask for a zip of one (never ``--series``, which the app does not have).
+    """
+    from .data.dicom import convert_dicom
+
+    parent = None
+    if work_dir is not None:
+        parent = Path(work_dir)
+        parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".dicom-", dir=parent))
+    try:
+        yield convert_dicom(path, work, shown=Path(path).name, chooser=APP_SERIES_CHOICE)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _naming_the_upload(dicom) -> Iterator[None]:
+    """Errors about the converted NIfTI name the upload and its series instead (``series.zip
+    (series 3 't1_fl2d_sag')``), never the working folder: the app is public."""
+    from .data.io import VolumeError
+
+    try:
+        yield
+    except ValueError as exc:  # VolumeError, FactorNotServed, a geometry that differs from the plan
+        shown = dicom.public_path()
+        text = str(exc).replace(str(dicom.nifti), shown).replace(str(dicom.workdir), dicom.source)
+        if text == str(exc):
+            raise
+        if isinstance(exc, VolumeError):
+            raise VolumeError(text) from None
+        try:
+            renamed = type(exc)(text)
+        except Exception:  # noqa: BLE001 - an exception class with another signature
+            renamed = ValueError(text)
+        raise renamed from None
+
+
+def plan_volume(
+    path: str | Path,
+    scale: int = 4,
+    served: Callable[[float], tuple[int, ...]] | None = None,
+    work_dir: str | Path | None = None,
+) -> Plan:
     """Thick axis and factor of an upload from its header only (fast, before any model is loaded
     or voxel read): a thick-slice file's own factor, never ``scale``; an isotropic one is
     simulated along the axial voxel axis at ``scale``. Raises VolumeError for an unreadable file.
@@ -124,7 +196,22 @@ def plan_volume(path: str | Path, scale: int = 4, served: Callable[[float], tupl
     (FactorNotServed when none). With it any factor from 1.5 to 10 is planned: one a model serves
     directly (an integer, no gap, isotropic in-plane) runs the direct path as before, any other
     gets ``plan.acq`` (the library's any-factor path, ``plan.factor`` the network that runs); a
-    factor outside 1.5 to 10 raises FactorNotServed. Without it, only header integer factors."""
+    factor outside 1.5 to 10 raises FactorNotServed. Without it, only header integer factors.
+
+    A DICOM upload (``.zip``, folder or DICOM file; :func:`is_dicom_upload`) is converted first
+    (:func:`converted_dicom`, into ``work_dir`` when given; removed on return) and planned from the
+    converted header and sidecar: a gap (slice thickness below the spacing) makes ``plan.acq``
+    carry it (``acq.slice_thickness``); ``plan.series`` describes the series. Several structural
+    series raise VolumeError listing them.
+    """
+    if is_dicom_upload(path):
+        with converted_dicom(path, work_dir) as dicom, _naming_the_upload(dicom):
+            return replace(_plan_nifti(dicom.nifti, scale, served), series=dicom.series.describe())
+    return _plan_nifti(path, scale, served)
+
+
+def _plan_nifti(path: str | Path, scale: int, served: Callable[[float], tuple[int, ...]] | None) -> Plan:
+    """:func:`plan_volume` of a NIfTI file."""
     import nibabel as nib
 
     from .data.io import VolumeError
@@ -162,51 +249,156 @@ def plan_volume(path: str | Path, scale: int = 4, served: Callable[[float], tupl
     direct = direct_factor(acq)
     if direct is not None and direct in models:
         return Plan(axis=int(acq.axis), factor=direct, simulated=False)
-    return Plan(axis=int(acq.axis), factor=plan_serving(acq, models).model_factor, simulated=False, acq=acq,
-                served=tuple(models))
+    return Plan(
+        axis=int(acq.axis),
+        factor=plan_serving(acq, models).model_factor,
+        simulated=False,
+        acq=acq,
+        served=tuple(models),
+    )
 
 
 def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (hex)."""
+    """SHA-256 of a file's bytes (hex); of a folder (a DICOM series): of its files' relative names
+    and bytes, in sorted order, so that the same series gives the same case id."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    p = Path(path)
+    files = (
+        [(f.relative_to(p).as_posix(), f) for f in sorted(p.rglob("*")) if f.is_file()] if p.is_dir() else [(None, p)]
+    )
+    for rel, f in files:
+        if rel is not None:  # a file's hash stays the plain hash of its bytes
+            h.update(rel.encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()
 
 
-_NOT_T1 = re.compile(r"(?<![a-z0-9])(t2|t2w|t2star|flair|pd|pdw|dwi|dti|adc|bold|swi|mra|tof|ct)(?![a-z0-9])", re.I)
+# Contrast words are matched per token (letters and digits between separators), so that a
+# slice size, plane or 3-D prefix glued to the word is still seen (``flair3mm``, ``t2w2mm``,
+# ``3DFLAIR``, ``axT2``, ``pdfse``) while words that merely contain one are not (``contrast``,
+# ``radcliffe``). Decisions, documented in docs/dicom-and-bids.md:
+# * T2* (``t2star``, ``T2starw``, ``T2*``) and T2 / PD / FLAIR maps count as not T1;
+# * a text that also names T1 (``t1``, ``t1w``, ``mprage``, ``spgr``...) is taken as T1: ``T1 FLAIR``
+#   and ``t1_flair`` are T1-weighted FLAIR, a common clinical sequence;
+# * identifier entities (``sub-PD01``, ``ses-``, ``run-``...) are not read: Parkinson cohorts name
+#   their subjects ``PD…``.
+_PREFIX = r"(?:[23]d|ax|sag|cor|tra|inplane)?"
+_SEQUENCE = r"(?P<seq>fse|tse|frfse|se|gre|space|cube|blade|propeller|haste|flair|fs|fatsat)?"
+_TRAIL = r"(?P<trail>\d+(?:p\d+)?(?:mm|iso)|[23]d|\d+)?"
+_NOT_T1_TOKEN = re.compile(
+    "^"
+    + _PREFIX
+    + r"(?P<c>t2star|pdt2|t2|flair|pd|dwi|dti|adc|bold|swi|mra|angio|tof|ct|stir)(?P<w>w|map)?"
+    + _SEQUENCE
+    + _TRAIL
+    + "$"
+)
+_T1_TOKEN = re.compile(
+    "^"
+    + _PREFIX
+    + r"(?:t1(?:w|c|ce|gd|rho|map)?|mprage|mp2rage|mpr|spgr|fspgr|irspgr|bravo|tfl3d\d*|fl3d|fl2d|tfe)"
+    + _SEQUENCE
+    + _TRAIL
+    + "$"
+)
+_IDENTIFIER = re.compile(r"(?<![a-z0-9])(?:sub|ses|run|echo|inv|part|chunk)-[a-z0-9]+")
+_SHOWN = {"t2star": "T2*", "pdt2": "PD/T2", "angio": "MRA"}
 
 
-def contrast_guess(name: str, header) -> str | None:
-    """A hint that the volume is not T1-weighted, from what it says about itself (its file name or
-    the header's description naming T2, FLAIR, PD, DWI, ...), or None. A guess: a T2 volume
-    called ``scan.nii.gz`` with an empty description passes."""
+def _not_t1_word(text: str) -> str | None:
+    """The non-T1 contrast ``text`` names (``"FLAIR"``, ``"T2*"``...), or None (none, or it also names T1)."""
+    low = re.sub(r"t2\s*\*", "t2star", str(text).lower())
+    low = _IDENTIFIER.sub(" ", low)
+    tokens = [t for t in re.split(r"[^a-z0-9]+", low) if t]
+    if any(_T1_TOKEN.match(t) for t in tokens):
+        return None
+    found = []
+    for t in tokens:
+        m = _NOT_T1_TOKEN.match(t)
+        if not m:
+            continue
+        word, trail = m.group("c"), m.group("trail") or ""
+        if word in ("pd", "ct") and not m.group("seq") and trail.isdigit() and len(trail) > 1:
+            continue  # PD001, CT12: an identifier, not a contrast
+        if m.group("seq") == "flair":
+            word = "flair"  # t2flair, pdflair: the FLAIR is what matters
+        # as the file says it (T2W, PDW, as before), the weighting kept: a T2 map is not a T2w image
+        found.append(_SHOWN.get(word, word.upper()) + {"w": "W", "map": " map"}.get(m.group("w") or "", ""))
+    # "T2 FLAIR" is a FLAIR; otherwise the first word named
+    return "FLAIR" if "FLAIR" in found else (found[0] if found else None)
+
+
+def read_sidecar(path: str | Path) -> dict:
+    """The BIDS / dcm2niix JSON sidecar beside a NIfTI file (``scan.json`` for ``scan.nii.gz``),
+    or ``{}`` when there is none or it cannot be read."""
+    p = Path(path)
+    stem = p.name
+    for ext in (".nii.gz", ".nii"):
+        if stem.lower().endswith(ext):
+            stem = stem[: -len(ext)]
+            break
+    side = p.with_name(stem + ".json")
+    try:
+        doc = json.loads(side.read_text()) if side.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def contrast_guess(name: str, header, sidecar: str | Path | dict | None = None) -> str | None:
+    """A hint that the volume is not T1-weighted, from what it says about itself, or None: its file
+    name, the NIfTI header's description, and its JSON sidecar's ``SeriesDescription`` /
+    ``ProtocolName`` (BIDS or dcm2niix) naming T2, T2*, FLAIR, PD, DWI, ...
+
+    ``name``: the file name (or its path: only the last part is read, and when it is an existing
+    file its sidecar is looked for beside it). ``sidecar``: the sidecar itself (a dict), its image's
+    path, or the JSON's path. A text that also names T1 (``T1 FLAIR``) counts as T1. A guess: a T2
+    volume called ``scan.nii.gz`` with an empty description and no sidecar passes.
+    """
     descrip = ""
     try:
         descrip = bytes(header["descrip"].item()).decode("latin-1") if header is not None else ""
     except Exception:  # not a NIfTI header: nothing to read
         descrip = ""
-    for where, text in (("name", name), ("header", descrip)):
-        found = _NOT_T1.search(re.sub(r"[_\-.]", " ", text))
+    if sidecar is None and os.sep in str(name) and Path(name).is_file():
+        sidecar = name
+    if isinstance(sidecar, dict):
+        side = sidecar
+    elif sidecar is not None:
+        p = Path(sidecar)
+        side = read_sidecar(p) if not p.name.lower().endswith(".json") else read_sidecar(p.with_suffix(".nii"))
+    else:
+        side = {}
+    sources = [("name", Path(str(name)).name), ("header", descrip)]
+    sources += [(f"sidecar's {key}", str(side.get(key) or "")) for key in ("SeriesDescription", "ProtocolName")]
+    for where, text in sources:
+        found = _not_t1_word(text)
         if found:
-            return f"its {where} says {found.group(1).upper()}"
+            return f"its {where} says {found}"
     return None
 
 
-def input_warnings(name: str, header, factor: int, served: tuple[int, ...] | None) -> list[str]:
-    """Why the result may be unreliable: a contrast other than T1, a factor the model was not
-    trained for (``served``: the model's factors, None when unknown)."""
+def input_warnings(
+    name: str, header, factor: int, served: tuple[int, ...] | None, sidecar: str | Path | dict | None = None
+) -> list[str]:
+    """Why the result may be unreliable: a contrast other than T1 (:func:`contrast_guess` of the
+    name, header and ``sidecar``), a factor the model was not trained for (``served``: the model's
+    factors, None when unknown)."""
     out = []
-    hint = contrast_guess(name, header)
+    hint = contrast_guess(name, header, sidecar)
     if hint:
-        out.append(f"This does not look like a T1-weighted scan ({hint}); the models are trained on T1 only, "
-                   "so the result may be wrong.")
+        out.append(
+            f"This does not look like a T1-weighted scan ({hint}); the models are trained on T1 only, "
+            "so the result may be wrong."
+        )
     if served is None:
         out.append(f"The model's training factor is not recorded: it may not be made for ×{factor}.")
     elif factor not in served:
-        out.append(f"×{factor} is outside the factors the model was trained for "
-                   f"({', '.join(f'×{f}' for f in served)}).")
+        out.append(
+            f"×{factor} is outside the factors the model was trained for ({', '.join(f'×{f}' for f in served)})."
+        )
     return out
 
 
@@ -236,13 +428,86 @@ def run_case(
     runs through :func:`~transmrsr.inference.super_resolve_acquisition` and its output grid.
     ``adapt``: :class:`~transmrsr.adapt.AdaptOptions` to adapt a copy of ``model`` to the scan first
     (the library path also for an isotropic upload); ``model`` itself is never changed.
+
+    A DICOM upload (``.zip``, folder or DICOM file) is converted by ``dcm2niix`` into a hidden
+    folder inside ``out_dir`` (removed when done; :func:`converted_dicom`) and run from the
+    converted NIfTI and its sidecar, so a gap reaches the any-factor path; the case is named after
+    the upload, ``input_sha256`` is the upload's, ``case.series`` describes the series, and errors
+    name the upload and the series, never a server folder.
     """
+    if is_dicom_upload(path):
+        stem = Path(path).name
+        for ext in (".zip", ".dcm", ".ima", ".dicom"):
+            stem = stem[: -len(ext)] if stem.lower().endswith(ext) else stem
+        with converted_dicom(path, out_dir) as dicom, _naming_the_upload(dicom):
+            case = _run_nifti(
+                dicom.nifti,
+                model,
+                out_dir,
+                scale,
+                phi,
+                fusion,
+                progress,
+                plan,
+                model_name,
+                model_version,
+                served,
+                adapt,
+                name=stem or "dicom",
+                source=path,
+                shown=Path(path).name,
+            )
+            case.series = dicom.series.describe()
+            return case
+    return _run_nifti(
+        path, model, out_dir, scale, phi, fusion, progress, plan, model_name, model_version, served, adapt
+    )
+
+
+def _run_nifti(
+    path,
+    model,
+    out_dir,
+    scale,
+    phi,
+    fusion,
+    progress,
+    plan,
+    model_name,
+    model_version,
+    served,
+    adapt,
+    name: str | None = None,
+    source: str | Path | None = None,
+    shown: str | None = None,
+) -> Case:
+    """:func:`run_case` of a NIfTI file. ``name`` / ``source`` / ``shown``: the case's name, the
+    file whose hash is ``input_sha256`` and the name the warnings read, when they are not the NIfTI's
+    (a converted DICOM upload); its sidecar is read for the contrast either way."""
     vol = load_volume(path)
-    name = Path(vol.path).name.replace(".nii.gz", "").replace(".nii", "")
+    name = name or Path(vol.path).name.replace(".nii.gz", "").replace(".nii", "")
+    source = path if source is None else source
+    shown = shown or Path(vol.path).name
     iso = thick_axis(vol.zooms) is None and not simulation_tag(vol.header)
     if (plan is not None and plan.acq is not None) or adapt is not None:
-        return _run_acquisition(vol, name, iso, path, model, out_dir, scale, phi, fusion, progress, plan,
-                                model_name, model_version, served, adapt)
+        return _run_acquisition(
+            vol,
+            name,
+            iso,
+            source,
+            model,
+            out_dir,
+            scale,
+            phi,
+            fusion,
+            progress,
+            plan,
+            model_name,
+            model_version,
+            served,
+            adapt,
+            shown,
+        )
     if iso:
         axis, factor, hr = 2, int(scale), vol.data
         lr = simulate_thick(hr, axis, factor)
@@ -252,32 +517,67 @@ def run_case(
         lr, lr_affine, hr, n_thin = vol.data, vol.affine, None, thin_count_from_header(vol.header)
     if plan is not None and (plan.axis, plan.factor, plan.simulated) != (axis, factor, iso):
         raise ValueError(f"{name}: its geometry (axis {axis}, ×{factor}) differs from the one checked ({plan})")
-    result = super_resolve(model, lr, axis, factor, phi=phi, fusion=fusion, n_thin=n_thin, progress=progress, show_progress=False)
+    result = super_resolve(
+        model, lr, axis, factor, phi=phi, fusion=fusion, n_thin=n_thin, progress=progress, show_progress=False
+    )
     affine = thin_affine(lr_affine, axis, factor)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sr_path = save_volume(out / f"{name}_sr_x{factor}.nii.gz", result.sr, affine, header=vol.header)
     case = Case(
-        name=name, axis=axis, factor=factor, slice_axis=result.slice_axes[0], phi=float(phi),
-        zooms=tuple(float(z) for z in np.linalg.norm(affine[:3, :3], axis=0)), affine=affine,
-        interp=result.interpolated, sr=result.sr, hr=hr, scaler=IntensityScaler.fit(lr), sr_path=sr_path, simulated=iso,
-        fusion=len(result.slice_axes) > 1, input_sha256=file_sha256(path), model_name=model_name,
-        model_version=model_version, warnings=input_warnings(Path(vol.path).name, vol.header, factor, served),
+        name=name,
+        axis=axis,
+        factor=factor,
+        slice_axis=result.slice_axes[0],
+        phi=float(phi),
+        zooms=tuple(float(z) for z in np.linalg.norm(affine[:3, :3], axis=0)),
+        affine=affine,
+        interp=result.interpolated,
+        sr=result.sr,
+        hr=hr,
+        scaler=IntensityScaler.fit(lr),
+        sr_path=sr_path,
+        simulated=iso,
+        fusion=len(result.slice_axes) > 1,
+        input_sha256=file_sha256(source),
+        model_name=model_name,
+        model_version=model_version,
+        warnings=input_warnings(shown, vol.header, factor, served, sidecar=vol.path),
     )
     case.window = mri_window(case.hr if hr is not None else case.interp)
     if hr is not None:
         mask = foreground_mask(hr)
         for method, vol_ in (("TransMRSR", case.sr), ("cubic", case.interp)):
             case.metrics.append(  # the head-mask numbers first: the background only flatters
-                {"method": method, "PSNR mask (dB)": round(float(psnr(vol_, hr, mask)), 2),
-                 "SSIM mask": round(float(ssim(vol_, hr, mask)), 4), "PSNR (dB)": round(float(psnr(vol_, hr)), 2),
-                 "SSIM": round(float(ssim(vol_, hr)), 4)}
+                {
+                    "method": method,
+                    "PSNR mask (dB)": round(float(psnr(vol_, hr, mask)), 2),
+                    "SSIM mask": round(float(ssim(vol_, hr, mask)), 4),
+                    "PSNR (dB)": round(float(psnr(vol_, hr)), 2),
+                    "SSIM": round(float(ssim(vol_, hr)), 4),
+                }
             )
     return case
 
 
-def _run_acquisition(vol, name, iso, path, model, out_dir, scale, phi, fusion, progress, plan, model_name,
-                     model_version, served, adapt) -> Case:
+def _run_acquisition(
+    vol,
+    name,
+    iso,
+    path,
+    model,
+    out_dir,
+    scale,
+    phi,
+    fusion,
+    progress,
+    plan,
+    model_name,
+    model_version,
+    served,
+    adapt,
+    shown,
+) -> Case:
     """:func:`run_case` through the library's any-factor path (and adaptation)."""
     from .data.io import VolumeError
     from .inference import Acquisition, detect_acquisition, super_resolve_acquisition
@@ -290,24 +590,39 @@ def _run_acquisition(vol, name, iso, path, model, out_dir, scale, phi, fusion, p
         zooms = [float(z) for z in np.linalg.norm(lr_affine[:3, :3], axis=0)]
         factors = [1.0, 1.0, 1.0]
         factors[axis] = float(factor)
-        acq = Acquisition(axis=axis, zooms=tuple(zooms), factors=tuple(factors), slice_thickness=zooms[axis],
-                          n_thin=hr.shape[axis])
+        acq = Acquisition(
+            axis=axis, zooms=tuple(zooms), factors=tuple(factors), slice_thickness=zooms[axis], n_thin=hr.shape[axis]
+        )
         models = (factor,)
     else:
+        # the thickness the plan found (a DICOM series, or a sidecar beside the upload) must reach this run too:
+        # the volume read here may come from a conversion folder that no longer holds the sidecar
+        thickness = plan.acq.slice_thickness if plan is not None and plan.acq is not None else None
         try:
-            acq = detect_acquisition(vol)
+            acq = detect_acquisition(vol, slice_thickness=thickness)
         except VolumeError as exc:
             raise ValueError(str(exc)) from None
         data, lr_affine = vol.data, vol.affine
         models = plan.served if plan is not None and plan.acq is not None else (int(round(acq.factor)),)
-        if plan is not None and plan.acq is not None and (
-            acq.axis != plan.acq.axis or abs(acq.factor - plan.acq.factor) > 1e-6
+        if (
+            plan is not None
+            and plan.acq is not None
+            and (acq.axis != plan.acq.axis or abs(acq.factor - plan.acq.factor) > 1e-6)
         ):
             raise ValueError(f"{name}: its geometry (axis {acq.axis}, ×{acq.factor:.3g}) differs from the one checked")
     if plan is not None and plan.simulated != iso:
         raise ValueError(f"{name}: its geometry differs from the one checked ({plan})")
-    res = super_resolve_acquisition(lambda m: model, data, acq, served=tuple(models), adapt=adapt, phi=phi,
-                                    fusion=fusion, progress=progress, show_progress=False)
+    res = super_resolve_acquisition(
+        lambda m: model,
+        data,
+        acq,
+        served=tuple(models),
+        adapt=adapt,
+        phi=phi,
+        fusion=fusion,
+        progress=progress,
+        show_progress=False,
+    )
     # an isotropic upload stays on its HR grid (as on the direct path); a thick one goes onto the library's grid
     affine = vol.affine if iso else acq.output_affine(lr_affine)
     r = acq.factor
@@ -317,21 +632,39 @@ def _run_acquisition(vol, name, iso, path, model, out_dir, scale, phi, fusion, p
     tag = "_adapted" if adapt is not None else ""
     sr_path = save_volume(out / f"{name}_sr_x{label}{tag}.nii.gz", res.sr, affine, header=vol.header)
     case = Case(
-        name=name, axis=acq.axis, factor=res.plan.model_factor, slice_axis=-1, phi=float(phi),
-        zooms=tuple(float(z) for z in np.linalg.norm(affine[:3, :3], axis=0)), affine=affine,
-        interp=res.cubic, sr=res.sr, hr=hr, scaler=IntensityScaler.fit(data), sr_path=sr_path, simulated=iso,
-        fusion=bool(fusion), input_sha256=file_sha256(path), model_name=model_name, model_version=model_version,
-        warnings=input_warnings(Path(vol.path).name, vol.header, res.plan.model_factor, served),
-        acq_factor=None if iso else float(r), adapted=adapt is not None,
+        name=name,
+        axis=acq.axis,
+        factor=res.plan.model_factor,
+        slice_axis=-1,
+        phi=float(phi),
+        zooms=tuple(float(z) for z in np.linalg.norm(affine[:3, :3], axis=0)),
+        affine=affine,
+        interp=res.cubic,
+        sr=res.sr,
+        hr=hr,
+        scaler=IntensityScaler.fit(data),
+        sr_path=sr_path,
+        simulated=iso,
+        fusion=bool(fusion),
+        input_sha256=file_sha256(path),
+        model_name=model_name,
+        model_version=model_version,
+        warnings=input_warnings(shown, vol.header, res.plan.model_factor, served, sidecar=vol.path),
+        acq_factor=None if iso else float(r),
+        adapted=adapt is not None,
     )
     case.window = mri_window(hr if hr is not None else case.interp)
     if hr is not None:
         mask = foreground_mask(hr)
         for method, vol_ in (("TransMRSR (adapted)", case.sr), ("cubic", case.interp)):
             case.metrics.append(
-                {"method": method, "PSNR mask (dB)": round(float(psnr(vol_, hr, mask)), 2),
-                 "SSIM mask": round(float(ssim(vol_, hr, mask)), 4), "PSNR (dB)": round(float(psnr(vol_, hr)), 2),
-                 "SSIM": round(float(ssim(vol_, hr)), 4)}
+                {
+                    "method": method,
+                    "PSNR mask (dB)": round(float(psnr(vol_, hr, mask)), 2),
+                    "SSIM mask": round(float(ssim(vol_, hr, mask)), 4),
+                    "PSNR (dB)": round(float(psnr(vol_, hr)), 2),
+                    "SSIM": round(float(ssim(vol_, hr)), 4),
+                }
             )
     return case
 
@@ -365,8 +698,14 @@ def panels(case: Case, model: TransMRSR, plane: str, index: int, phi: float | No
     spacing = plane_spacing(case.zooms, plane)
     lr = plane_slice(case.interp, plane, index)
     sr = sr_slice(case, model, plane, index, phi)
-    out = {"lr": to_rgb(window(lr, lo, hi), spacing), "sr": to_rgb(window(sr, lo, hi), spacing), "hr": None,
-           "error": None, "psnr_sr": None, "psnr_lr": None}
+    out = {
+        "lr": to_rgb(window(lr, lo, hi), spacing),
+        "sr": to_rgb(window(sr, lo, hi), spacing),
+        "hr": None,
+        "error": None,
+        "psnr_sr": None,
+        "psnr_lr": None,
+    }
     if case.hr is not None:
         hr = plane_slice(case.hr, plane, index)
         out["hr"] = to_rgb(window(hr, lo, hi), spacing)
@@ -438,8 +777,15 @@ def reader_items(case: Case, plane: str, index: int, compare_phi: float | None =
     order = blinded_order(list(range(len(phis))), seed=key)
     one_plane = compare_phi is not None and case.fusion
     suffix = " (one plane)" if one_plane else ""
-    return [{"label": f"Image {chr(65 + i)}", "method": method_label(phis[j]) + suffix, "phi": phis[j],
-             "one_plane": one_plane} for i, j in enumerate(order)]
+    return [
+        {
+            "label": f"Image {chr(65 + i)}",
+            "method": method_label(phis[j]) + suffix,
+            "phi": phis[j],
+            "one_plane": one_plane,
+        }
+        for i, j in enumerate(order)
+    ]
 
 
 def reader_image(

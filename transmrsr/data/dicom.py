@@ -157,8 +157,9 @@ class SeriesInfo:
 
     @property
     def _part(self) -> str:
-        m = re.search(r"_(e\d+(?:_[A-Za-z]+)?|ph|real|imaginary|i\d{5}|c\d+|ROI\d+|t\d+|ADC|trace|fieldmaphz)$",
-                      self.nifti.stem)
+        m = re.search(
+            r"_(e\d+(?:_[A-Za-z]+)?|ph|real|imaginary|i\d{5}|c\d+|ROI\d+|t\d+|ADC|trace|fieldmaphz)$", self.nifti.stem
+        )
         if not m:
             return ""
         names = {"ph": "phase", "real": "real part", "imaginary": "imaginary part"}
@@ -221,7 +222,7 @@ class DicomSeries:
         if self.owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "DicomSeries":
+    def __enter__(self) -> DicomSeries:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -232,12 +233,14 @@ class DicomSeries:
         return f"{self.source} ({self.series.label})"
 
 
-def _extract_zip(src: Path, dest: Path, max_bytes: int | None) -> None:
+def _extract_zip(src: Path, dest: Path, max_bytes: int | None, shown: str | None = None) -> None:
     """Unpack ``src`` into ``dest``: no absolute or ``..`` names, no links, at most
-    :data:`MAX_ZIP_FILES` files and ``ZIP_BUDGET_FACTOR`` x the input budget uncompressed."""
+    :data:`MAX_ZIP_FILES` files and ``ZIP_BUDGET_FACTOR`` x the input budget uncompressed.
+    Messages name the zip as ``shown`` (default: ``src``)."""
     budget = ZIP_BUDGET_FACTOR * max_input_bytes(max_bytes)
+    src_path, src = src, (str(src) if shown is None else shown)  # src: how messages name it
     try:
-        with zipfile.ZipFile(src) as zf:
+        with zipfile.ZipFile(src_path) as zf:
             members = [m for m in zf.infolist() if not m.is_dir()]
             if len(members) > MAX_ZIP_FILES:
                 raise VolumeError(f"{src}: the zip holds {len(members):,} files, more than {MAX_ZIP_FILES:,}", path=src)
@@ -265,14 +268,18 @@ def _extract_zip(src: Path, dest: Path, max_bytes: int | None) -> None:
                     while chunk := fin.read(min(1 << 20, left)):
                         left -= len(chunk)
                         if left <= 0:  # more than the directory declares: refuse
-                            raise VolumeError(f"{src}: the zip is malformed ({m.filename} is larger than declared)", path=src)
+                            raise VolumeError(
+                                f"{src}: the zip is malformed ({m.filename} is larger than declared)", path=src
+                            )
                         fout.write(chunk)
     except zipfile.BadZipFile as exc:
         raise VolumeError(f"{src}: not a readable zip file ({exc})", path=src) from None
     except (OSError, EOFError, NotImplementedError, RuntimeError) as exc:
         if isinstance(exc, VolumeError):
             raise
-        raise VolumeError(f"{src}: the zip cannot be unpacked ({exc.__class__.__name__}: {exc})", path=src) from None
+        # an OSError's text names the file it failed on (a working folder): its reason alone
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise VolumeError(f"{src}: the zip cannot be unpacked ({exc.__class__.__name__}: {why})", path=src) from None
 
 
 def _run_dcm2niix(src: Path, out: Path, single_file: bool, shown: str) -> list[tuple[Path, list[str]]]:
@@ -391,7 +398,9 @@ def _convert_all(dicom_dir: Path, out: Path, single: bool, shown: str, max_bytes
     return found
 
 
-def list_series(source: str | os.PathLike, workdir: str | os.PathLike, *, max_bytes: int | None = None) -> list[SeriesInfo]:
+def list_series(
+    source: str | os.PathLike, workdir: str | os.PathLike, *, max_bytes: int | None = None
+) -> list[SeriesInfo]:
     """Every image ``dcm2niix`` makes of ``source`` (folder, ``.zip`` or file) in ``workdir``,
     checked (:attr:`SeriesInfo.problem`) but none chosen."""
     src, work = Path(source), Path(workdir)
@@ -410,6 +419,7 @@ def convert_dicom(
     series: str | int | None = None,
     max_bytes: int | None = None,
     shown: str | None = None,
+    chooser: str | None = None,
 ) -> DicomSeries:
     """Convert a DICOM folder, ``.zip`` or single file to NIfTI and pick the series to super-resolve.
 
@@ -421,6 +431,8 @@ def convert_dicom(
             file stem; default: the only structural volume (see the module's docstring).
         max_bytes: input memory budget (:func:`~transmrsr.data.io.max_input_bytes`).
         shown: how messages name the input (default: ``source`` as given).
+        chooser: how the caller's user picks a series, said where several are found (default:
+            ``--series``, as on the command line; e.g. ``"upload a zip of that series alone"`` in the app).
 
     Raises:
         VolumeError: one line naming the input (and the series): no DICOM, a bad series (mixed
@@ -438,13 +450,20 @@ def convert_dicom(
         if src.is_file() and src.name.lower().endswith(".zip"):
             dicom_dir = work / "dicom"
             dicom_dir.mkdir()
-            _extract_zip(src, dicom_dir, max_bytes)
+            _extract_zip(src, dicom_dir, max_bytes, shown)
         elif src.is_file():
             single = True
         found = _convert_all(dicom_dir, work / "nifti", single, shown, max_bytes)
-        chosen = _choose(found, series, shown)
-        return DicomSeries(source=shown, nifti=chosen.nifti, series=chosen, found=found, workdir=work,
-                           dicom_dir=dicom_dir, owns_workdir=owns)
+        chosen = _choose(found, series, shown, chooser)
+        return DicomSeries(
+            source=shown,
+            nifti=chosen.nifti,
+            series=chosen,
+            found=found,
+            workdir=work,
+            dicom_dir=dicom_dir,
+            owns_workdir=owns,
+        )
     except BaseException:
         if owns:
             shutil.rmtree(work, ignore_errors=True)
@@ -466,7 +485,10 @@ def _short(s: SeriesInfo) -> str:
     return f"{s.number} '{s.description}'{s._part} {'x'.join(map(str, s.shape))}"
 
 
-def _choose(found: list[SeriesInfo], series: str | int | None, shown: str) -> SeriesInfo:
+def _choose(found: list[SeriesInfo], series: str | int | None, shown: str, chooser: str | None = None) -> SeriesInfo:
+    """The series to convert: ``series`` when given, else the only structural single volume (a
+    thick-slice one before an isotropic one). ``chooser``: how the user picks one (default
+    ``--series``), said in the message when there is a choice to make."""
     if series is not None:
         key = str(series).strip()
         hits = [s for s in found if key in (s.number, s.description, s.nifti.stem)]
@@ -490,7 +512,9 @@ def _choose(found: list[SeriesInfo], series: str | int | None, shown: str) -> Se
             raise VolumeError(f"{shown}: {s.label}: {s.problem or 'not a structural volume'}", path=shown)
         said: dict[str, str] = {}  # one entry per series and problem (a split series says it once)
         for s in found:
-            why = s.problem or f"not a structural volume (choose it with --series {_key(s, found)})"
+            why = s.problem or (
+                "not a structural volume" + (f" (choose it with --series {_key(s, found)})" if chooser is None else "")
+            )
             said.setdefault(f"{s.label if s.problem is None else f'series {s.number} {s.description!r}'}: {why}", "")
         if len(said) == 1:
             raise VolumeError(f"{shown}: {next(iter(said))}", path=shown)
@@ -499,7 +523,8 @@ def _choose(found: list[SeriesInfo], series: str | int | None, shown: str) -> Se
     pool = thick or pool
     if len(pool) > 1:
         listed = _listing([f"{_key(s, found)} = {_short(s)}" for s in pool])
-        raise VolumeError(f"{shown}: {len(pool)} structural series; choose one with --series: {listed}", path=shown)
+        how = "choose one with --series" if chooser is None else f"to super-resolve one, {chooser}"
+        raise VolumeError(f"{shown}: {len(pool)} structural series; {how}: {listed}", path=shown)
     return pool[0]
 
 
@@ -509,17 +534,55 @@ def _choose(found: list[SeriesInfo], series: str | int | None, shown: str) -> Se
 
 #: Attributes copied from a source image into the derived series (patient, study, equipment, MR).
 _COPIED = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "PatientSize", "PatientWeight",
-    "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName",
-    "StudyDescription", "FrameOfReferenceUID", "PositionReferenceIndicator", "Manufacturer", "InstitutionName",
-    "StationName", "MagneticFieldStrength", "BodyPartExamined", "PatientPosition", "SeriesDate", "SeriesTime",
-    "ScanningSequence", "SequenceVariant", "ScanOptions", "MRAcquisitionType", "RepetitionTime", "EchoTime",
-    "InversionTime", "FlipAngle", "EchoTrainLength", "ImagingFrequency", "ImagedNucleus", "SequenceName",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "StudyDescription",
+    "FrameOfReferenceUID",
+    "PositionReferenceIndicator",
+    "Manufacturer",
+    "InstitutionName",
+    "StationName",
+    "MagneticFieldStrength",
+    "BodyPartExamined",
+    "PatientPosition",
+    "SeriesDate",
+    "SeriesTime",
+    "ScanningSequence",
+    "SequenceVariant",
+    "ScanOptions",
+    "MRAcquisitionType",
+    "RepetitionTime",
+    "EchoTime",
+    "InversionTime",
+    "FlipAngle",
+    "EchoTrainLength",
+    "ImagingFrequency",
+    "ImagedNucleus",
+    "SequenceName",
     "ProtocolName",
 )
 #: Type-1/2 MR Image attributes given a neutral value when the source (e.g. enhanced) lacks them.
-_MR_DEFAULTS = {"ScanningSequence": "RM", "SequenceVariant": "NONE", "ScanOptions": "", "MRAcquisitionType": "3D",
-                "EchoTime": None, "RepetitionTime": None, "EchoTrainLength": None, "PositionReferenceIndicator": ""}
+_MR_DEFAULTS = {
+    "ScanningSequence": "RM",
+    "SequenceVariant": "NONE",
+    "ScanOptions": "",
+    "MRAcquisitionType": "3D",
+    "EchoTime": None,
+    "RepetitionTime": None,
+    "EchoTrainLength": None,
+    "PositionReferenceIndicator": "",
+}
 
 
 def source_instances(dicom_dir: str | os.PathLike, series_uid: str | None) -> list[Path]:
@@ -596,7 +659,7 @@ def write_derived_series(
     center, width = (lo + hi) / 2, max(hi - lo, 1.0)
     for s in range(vol.shape[slice_axis]):
         plane = np.take(vol, s, axis=slice_axis)  # (a, b) -> rows b, columns a
-        pixels = plane.T
+        pixels = plane.T.astype(np.float64)  # float32 arithmetic near ±32500 would lose up to 1/500 of a step
         stored = np.round(pixels if integral else (pixels - inter) / slope).clip(-32768, 32767).astype(np.int16)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = MRImageStorage
@@ -615,9 +678,7 @@ def write_derived_series(
         ds.InstanceNumber = s + 1
         ds.ImageType = ["DERIVED", "SECONDARY", "M", "TRANSMRSR"]
         ds.DerivationDescription = derivation[:1024]
-        ds.SourceImageSequence = [
-            _reference(r.SOPClassUID, r.SOPInstanceUID) for r in refs if "SOPInstanceUID" in r
-        ]
+        ds.SourceImageSequence = [_reference(r.SOPClassUID, r.SOPInstanceUID) for r in refs if "SOPInstanceUID" in r]
         ref_series = pydicom.Dataset()
         ref_series.SeriesInstanceUID = template.SeriesInstanceUID
         ref_series.ReferencedInstanceSequence = list(ds.SourceImageSequence)
