@@ -24,11 +24,8 @@ planes (voxel axis 1) to fit a short budget. Times are wall seconds on ``--threa
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
-import subprocess
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,17 +37,15 @@ from transmrsr.data.degradation import SliceProfile, simulate_acquisition
 from transmrsr.evaluation.metrics import psnr, ssim
 from transmrsr.inference import Acquisition, super_resolve_acquisition
 
+try:
+    from benchmarks.provenance import Timer, command_line, header_line
+except ImportError:  # run as `python benchmarks/any_factor.py`: this folder is on sys.path, the repository root may not be
+    from provenance import Timer, command_line, header_line
+
 REPO = Path(__file__).resolve().parents[1]
 AXIS = 2
 VALIDATION = "mni152nlin6asym"
 TEST = "icbm152-2009a"
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "unknown"
 
 
 def load_subjects(args: argparse.Namespace) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -112,12 +107,12 @@ def run_subject(args: argparse.Namespace, name: str, hr: np.ndarray, mask: np.nd
                 adapt = None
                 if steps:
                     adapt = AdaptOptions(steps=steps, max_seconds=args.adapt_seconds, seed=args.seed, lr=args.adapt_lr)
-                t0 = time.perf_counter()
-                res = super_resolve_acquisition(
-                    models.__getitem__, lr, acq, strategy=strategy, adapt=adapt, fusion=args.fusion,
-                    show_progress=False,
-                )
-                seconds = time.perf_counter() - t0
+                with Timer() as timer:
+                    res = super_resolve_acquisition(
+                        models.__getitem__, lr, acq, strategy=strategy, adapt=adapt, fusion=args.fusion,
+                        show_progress=False,
+                    )
+                seconds = timer.seconds
                 if cubic_row is None:
                     cubic_row = {
                         "subject": name, "factor": r, "method": "cubic", "psnr": psnr(res.cubic, hr, mask),
@@ -154,9 +149,10 @@ def _fmt(row: dict) -> str:
     return f"| {row['subject'].split(' (')[0]} | x{row['factor']:g} | {row['method']} | {row['psnr']:.2f} | {row['ssim']:.4f} | {t} |"
 
 
-def table(res: dict, argv: str) -> str:
+def table(res: dict, command: str) -> str:
+    """The markdown table of :func:`run`'s result, under a provenance line naming ``command``."""
     lines = [
-        f"any_factor.py — {datetime.date.today()} — {platform.node() or 'machine'} — commit {commit()} — {argv}",
+        header_line(res["threads"], extra=f"command: `{command}`"),
         f"subjects: {'; '.join(res['subjects'])}; thick axis 2, {res['profile']} profile, thickness "
         f"{res['thickness_ratio']:g} x spacing, fusion {res['fusion']}, {res['threads']} threads",
         "",
@@ -187,11 +183,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json")
     args = p.parse_args()
-    import sys
-
     res = run(args)
     print()
-    print(table(res, "python benchmarks/any_factor.py " + " ".join(sys.argv[1:])))
+    print(table(res, command_line(__file__, sys.argv[1:])))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
 

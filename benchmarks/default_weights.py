@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,16 +30,14 @@ from transmrsr.data.packaged import held_out_t1
 from transmrsr.evaluation.evaluate import evaluate, score
 from transmrsr.inference import DEFAULT_FUSION, default_slice_axis, super_resolve
 
+try:
+    from benchmarks.provenance import Timer, provenance
+except ImportError:  # run as `python benchmarks/default_weights.py`: this folder is on sys.path, the repository root may not be
+    from provenance import Timer, provenance
+
 REPO = Path(__file__).resolve().parents[1]
 AXIS = 2  # axial in RAS
 START, END = "<!-- metrics:start -->", "<!-- metrics:end -->"
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "unknown"
 
 
 def run_scale(folder: Path, scale: int, hr: np.ndarray, mask: np.ndarray, batch_size: int, phi: float | None) -> dict:
@@ -58,12 +53,12 @@ def run_scale(folder: Path, scale: int, hr: np.ndarray, mask: np.ndarray, batch_
     sr_rows, baselines = [], []
     for key, fusion in (("default", DEFAULT_FUSION), ("other", not DEFAULT_FUSION)):
         label = "TransMRSR (fused)" if fusion else "TransMRSR (one plane)"
-        t0 = time.perf_counter()
-        result = super_resolve(
-            model, lr, AXIS, scale, n_thin=hr.shape[AXIS], batch_size=batch_size, phi=phi, fusion=fusion,
-            show_progress=False,
-        )
-        out[key] = {"method": label, "seconds": round(time.perf_counter() - t0, 1), "slices_run": result.slices_run}
+        with Timer() as timer:
+            result = super_resolve(
+                model, lr, AXIS, scale, n_thin=hr.shape[AXIS], batch_size=batch_size, phi=phi, fusion=fusion,
+                show_progress=False,
+            )
+        out[key] = {"method": label, "seconds": round(timer.seconds, 1), "slices_run": result.slices_run}
         if not baselines:
             sr_score, *baselines = evaluate(result.sr, hr, lr, AXIS, scale, mask=mask)
         else:
@@ -121,8 +116,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     hr, _, mask = held_out_t1()
     header = (
-        f"{time.strftime('%Y-%m-%d')}, commit {commit()}, {platform.processor() or platform.machine()}, "
-        f"torch {torch.__version__}, {args.threads} CPU threads; held-out ICBM152 2009a T1 182x218x181, "
+        f"{provenance(args.threads, gpu=False)}; held-out ICBM152 2009a T1 182x218x181, "
         "thick slices simulated along the axial axis (box); command: "
         f"`python benchmarks/default_weights.py --scales {' '.join(map(str, args.scales))} --threads {args.threads}`"
     )

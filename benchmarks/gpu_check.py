@@ -46,9 +46,12 @@ def prepare(authors: str | None) -> int:
     wheels.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d",
                     str(wheels), *WHEELS], check=True)
-    src = Path(authors or os.environ.get("TRANSMRSR_AUTHORS_REPO") or "~/.cache/transmrsr/authors").expanduser()
-    if not (src / "networks").is_dir():
-        print(f"no authors' repository at {src}: run benchmarks/speed.py once (it clones it), or pass --authors DIR")
+    sys.path.insert(0, str(REPO))
+    from benchmarks.authors import find_authors_repo
+
+    src, why = find_authors_repo(authors, allow_clone=False)
+    if src is None:
+        print(f"no authors' repository ({why}): run benchmarks/speed.py once (it clones it), or pass --authors DIR")
         return 1
     dst = CARRY / "authors"
     shutil.rmtree(dst, ignore_errors=True)
@@ -147,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
     if device == "cuda" and not torch.cuda.is_available():
         print("CUDA is not available here")
         return 2
-    head = f"torch {torch.__version__}; " + (torch.cuda.get_device_name() if device == "cuda" else "CPU only")
+    from benchmarks.provenance import provenance
+
+    head = provenance(gpu=device == "cuda")  # the correctness step runs here, on torch's default threads
     print(head, flush=True)
     authors = ["--authors", str(CARRY / "authors"), "--no-clone"] if (CARRY / "authors").is_dir() else ["--no-authors"]
     py = [sys.executable, str(REPO / "benchmarks" / "speed.py"), "--devices", device, "--threads", str(args.threads)]

@@ -11,15 +11,17 @@ divided by the batch size.
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import time
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from transmrsr import TransMRSR, TransMRSRConfig
+
+try:
+    from benchmarks.provenance import header_line, median_seconds
+except ImportError:  # run as `python benchmarks/model_table.py`: this folder is on sys.path, the repository root may not be
+    from provenance import header_line, median_seconds
 
 AUTHORS = {"parameters_m": 160.84, "gflops": 240.4, "cpu_ms": 3480.0}
 
@@ -36,14 +38,9 @@ def gflops_per_slice(model: TransMRSR) -> float:
 def ms_per_slice(model: TransMRSR, batch: int, repeats: int) -> float:
     s = model.config.img_size
     x = torch.rand(batch, 1, s, s)
-    times = []
     with torch.inference_mode():
-        model(x)
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times) / batch * 1000.0
+        seconds = median_seconds(lambda: model(x), repeats, warmup=1)
+    return seconds / batch * 1000.0
 
 
 def main() -> None:
@@ -55,8 +52,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{args.threads} threads, batch {args.batch}, median of {args.repeats}")
+    print(header_line(args.threads, gpu=False, extra=f"batch {args.batch}, median of {args.repeats}"))
     print("| preset | canvas | parameters | GFLOPs / slice | CPU ms / slice |")
     print("|---|---|---|---|---|")
     for name in args.presets:

@@ -41,12 +41,8 @@ import argparse
 import contextlib
 import json
 import math
-import os
-import platform
 import shlex
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +58,11 @@ from transmrsr.data.packaged import DEFAULT_TEST, held_out_t1
 from transmrsr.evaluation.evaluate import MethodScores, score
 from transmrsr.inference import default_slice_axis, super_resolve
 from transmrsr.models import EDSR, TransMRSR, load_sr_model
+
+try:
+    from benchmarks.provenance import Timer, command_line, provenance
+except ImportError:  # run as `python benchmarks/quality.py`: this folder is on sys.path, the repository root may not be
+    from provenance import Timer, command_line, provenance
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,21 +89,6 @@ PAPER_TABLE4_X8_T1 = {"frozen-gp": {"psnr": 30.84, "ssim": 0.9450}, "transmrsr":
 
 
 # ---------------------------------------------------------------------------- helpers
-def commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
-    except OSError:
-        return "unknown"
-
-
-def machine() -> str:
-    return f"{platform.system()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs" + (
-        f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    )
-
-
 def read_log(folder: Path) -> list[dict]:
     path = folder / "log.jsonl"
     if not path.is_file():
@@ -236,10 +222,10 @@ def evaluate_scale(
         if key not in models:
             continue
         model, source = models[key]
-        t0 = time.perf_counter()
-        result = super_resolve(model, lr, AXIS, scale, n_thin=n_thin, phi=phi, batch_size=args.eval_batch_size, show_progress=False)
+        with Timer() as timer:
+            result = super_resolve(model, lr, AXIS, scale, n_thin=n_thin, phi=phi, batch_size=args.eval_batch_size, show_progress=False)
         rows.append(Row(label, phi, source, score(label, result.sr, hr, mask, sa, hr_seg)))
-        log(f"  x{scale} {label}{'' if phi is None else f' phi={phi}'}: {time.perf_counter() - t0:.1f} s")
+        log(f"  x{scale} {label}{'' if phi is None else f' phi={phi}'}: {timer.seconds:.1f} s")
     return rows
 
 
@@ -413,7 +399,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             raise SystemExit(f"quality.py: {args.train_data} holds the held-out test subject ({leaked[0]}); pass the train/ folder")
         if gan is None and any(n != "edsr" for n in to_train):
             gan = ensure_gan(runs / (f"gan-{args.preset}" + (f"-{args.img_size}" if args.img_size else "")), args)
-    header_cmd = "python benchmarks/quality.py " + shlex.join(sys.argv[1:] if argv is None else list(map(str, argv)))
+    header_cmd = command_line(__file__, argv)
     loss = "L1" if args.no_perceptual else "1.0 L1 + 0.5 content + 0.5 style (VGG19)"
     hr, mask = held_out_volume(args.crop)
     hr_seg = None
@@ -442,8 +428,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         )
         test = f"held-out {DEFAULT_TEST} T1 {'x'.join(map(str, hr.shape))}{' (crop)' if args.crop else ''}, thick axis {AXIS} (box) ×{scale}"
         header = (
-            f"{time.strftime('%Y-%m-%d %H:%M')}, commit {commit()}, {machine()}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads; {test}; command: `{header_cmd}`; {budget}"
+            f"{provenance()}; {test}; command: `{header_cmd}`; {budget}"
         )
         summary = ablation_summary(rows, scale, args.ablation_phi)
         note = "\n--quick: a few steps on a tiny network; the numbers check the pipeline, not the methods." if args.quick else ""

@@ -25,10 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
+
+try:
+    from benchmarks.provenance import Timer, header_line
+except ImportError:  # run as `python benchmarks/real_acquisitions.py`: this folder is on sys.path, the repository root may not be
+    from provenance import Timer, header_line
 
 IDS = ("t2w2mm", "flair3mm", "flash5mm_HFS", "flash5mm_HFP", "flash5mm_HFDL", "flash5mm_HFDR", "pdfse", "vsseg", "t1_2mm")
 CAPTIONS = {
@@ -79,11 +83,11 @@ def run_one(path: Path, ident: str, out: Path, fusion: bool) -> dict:
     hint = contrast_guess(path.name, vol.header)
     plan = plan_serving(acq, BUNDLED_FACTORS)
     model = _load_model(None, plan.model_factor)
-    t0 = time.perf_counter()
-    res = super_resolve_acquisition_file(
-        vol, out / f"{ident}_sr.nii.gz", lambda m: model, served=BUNDLED_FACTORS, fusion=fusion, show_progress=False
-    )
-    seconds = time.perf_counter() - t0
+    with Timer() as timer:
+        res = super_resolve_acquisition_file(
+            vol, out / f"{ident}_sr.nii.gz", lambda m: model, served=BUNDLED_FACTORS, fusion=fusion, show_progress=False
+        )
+    seconds = timer.seconds
     import nibabel as nib
 
     img = nib.load(out / f"{ident}_sr.nii.gz")
@@ -174,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
+    n_cached = 0
     for ident in args.only or IDS:
         path = find_input(args.inputs, ident)
         if path is None:
@@ -181,11 +186,14 @@ def main(argv: list[str] | None = None) -> int:
         cache = args.out / f"{ident}.json"
         if cache.is_file() and not args.rerun:
             rows.append(json.loads(cache.read_text()))
+            n_cached += 1
             continue
         row = run_one(path, ident, args.out, fusion=not args.no_fusion)
         cache.write_text(json.dumps(row))
         rows.append(row)
         print(f"{ident}: done", flush=True)
+    cached = f"; {n_cached} row(s) read from the cache in {args.out}" if n_cached else ""
+    print(header_line(args.threads, gpu=False, extra=f"{'one plane' if args.no_fusion else 'fused'}{cached}"))
     print(table(rows))
     figure([r for r in rows], args.out, args.figure)
     print(f"figure: {args.figure}")

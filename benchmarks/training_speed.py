@@ -9,8 +9,6 @@ of L1 + VGG19 content/style (random VGG weights: the cost is the same) and of L1
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -18,15 +16,15 @@ import torch.nn.functional as F
 from transmrsr import Discriminator, StyleSwinGenerator, TransMRSR, TransMRSRConfig
 from transmrsr.losses import PerceptualLoss, VGG19Features, d_logistic_loss, g_nonsaturating_loss
 
+try:
+    from benchmarks.provenance import header_line, median_seconds
+except ImportError:  # run as `python benchmarks/training_speed.py`: this folder is on sys.path, the repository root may not be
+    from provenance import header_line, median_seconds
+
 
 def timed(fn, steps: int) -> float:
-    fn()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Median seconds of ``steps`` calls of ``fn`` after one untimed call."""
+    return median_seconds(fn, steps, warmup=1)
 
 
 def main() -> None:
@@ -74,7 +72,7 @@ def main() -> None:
     t_gan = timed(gan_step, args.steps)
     t_sr = timed(lambda: sr_step(True), args.steps)
     t_l1 = timed(lambda: sr_step(False), args.steps)
-    print(f"# torch {torch.__version__}, {args.threads} threads, preset {args.preset}, batch {b}, median of {args.steps}")
+    print(header_line(args.threads, gpu=False, extra=f"preset {args.preset}, batch {b}, median of {args.steps}"))
     print(f"stage 1 (D + G step): {t_gan:.2f} s/step")
     print(f"stage 2 (L1 + VGG19 content/style): {t_sr:.2f} s/step")
     print(f"stage 2 (L1 only): {t_l1:.2f} s/step")

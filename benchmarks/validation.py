@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +31,12 @@ from transmrsr.data.io import load_mask, load_volume
 from transmrsr.evaluation.evaluate import evaluate
 from transmrsr.inference import DEFAULT_FUSION, super_resolve
 
-REPO = Path(__file__).resolve().parents[1]
+try:
+    from benchmarks.provenance import Timer, header_line
+except ImportError:  # run as `python benchmarks/validation.py`: this folder is on sys.path, the repository root may not be
+    from provenance import Timer, header_line
+
 AXIS = 2  # axial in RAS: prepared volumes are RAS
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "unknown"
 
 
 def subjects(data: Path, roles: list[str]) -> list[tuple[str, str, Path, Path]]:
@@ -64,11 +58,10 @@ def run(model: TransMRSR, hr: np.ndarray, mask: np.ndarray, phi: float | None, f
     """``(SR score, cubic score, seconds)`` of one whole-volume run."""
     scale = int(model.config_scale)
     lr = simulate_thick(hr, AXIS, scale, "box")
-    t0 = time.perf_counter()
-    res = super_resolve(model, lr, AXIS, scale, n_thin=hr.shape[AXIS], phi=phi, fusion=fusion, batch_size=batch, show_progress=False)
-    seconds = time.perf_counter() - t0
+    with Timer() as timer:
+        res = super_resolve(model, lr, AXIS, scale, n_thin=hr.shape[AXIS], phi=phi, fusion=fusion, batch_size=batch, show_progress=False)
     sr_row, cubic, *_ = evaluate(res.sr, hr, lr, AXIS, scale, mask=mask)
-    return sr_row, cubic, seconds
+    return sr_row, cubic, timer.seconds
 
 
 def main() -> None:
@@ -88,11 +81,8 @@ def main() -> None:
     roles = args.subjects + (["test"] if args.test else [])
     subs = subjects(Path(args.data), roles)
     fusion = DEFAULT_FUSION and not args.no_fusion
-    print(
-        f"# {time.strftime('%Y-%m-%d')}, commit {commit()}, {platform.machine()}, torch {torch.__version__}, "
-        f"{args.threads} threads; thick slices simulated along the axial axis (box); "
-        f"{'fused' if fusion else 'one plane'}\n"
-    )
+    extra = f"thick slices simulated along the axial axis (box); {'fused' if fusion else 'one plane'}"
+    print(header_line(args.threads, extra=extra) + "\n")
     print("| model | scale | φ | subject | role | PSNR mask SR | cubic | Δ dB | SSIM mask SR | cubic | s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []

@@ -11,8 +11,6 @@ peak resident memory.
 from __future__ import annotations
 
 import argparse
-import resource
-import time
 
 import torch
 
@@ -20,6 +18,11 @@ from transmrsr import TransMRSR, TransMRSRConfig
 from transmrsr.data import simulate_thick
 from transmrsr.data.packaged import held_out_t1
 from transmrsr.inference import super_resolve
+
+try:
+    from benchmarks.provenance import Timer, header_line, peak_rss_mb
+except ImportError:  # run as `python benchmarks/volume_speed.py`: this folder is on sys.path, the repository root may not be
+    from provenance import Timer, header_line, peak_rss_mb
 
 
 def main() -> None:
@@ -34,14 +37,15 @@ def main() -> None:
     hr, _, _ = held_out_t1()  # the ICBM152 T1 on the paper's 182x218x181 grid
     lr = simulate_thick(hr, 2, args.scale)
     model = TransMRSR(TransMRSRConfig.from_preset(args.preset)).eval()
-    t0 = time.perf_counter()
-    result = super_resolve(
-        model, lr, 2, args.scale, n_thin=hr.shape[2], batch_size=args.batch_size, fusion=args.fusion, show_progress=False
-    )
-    dt = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"# torch {torch.__version__}, {args.threads} threads, preset {args.preset}, x{args.scale}, "
-          f"batch {args.batch_size}, fusion {args.fusion}")
+    with Timer() as timer:
+        result = super_resolve(
+            model, lr, 2, args.scale, n_thin=hr.shape[2], batch_size=args.batch_size, fusion=args.fusion,
+            show_progress=False,
+        )
+    dt = timer.seconds
+    peak_mb = peak_rss_mb()  # since the process started: volume loading included
+    extra = f"preset {args.preset}, x{args.scale}, batch {args.batch_size}, fusion {args.fusion}"
+    print(header_line(args.threads, gpu=False, extra=extra))
     print(f"volume {hr.shape} -> {result.sr.shape}; slice axes {result.slice_axes}; canvas {result.canvas}")
     print(f"slices run: {result.slices_run} (background slices skipped: "
           f"{sum(hr.shape[a] for a in result.slice_axes) - result.slices_run})")

@@ -84,3 +84,32 @@ def no_data_read(monkeypatch):
 
     monkeypatch.setattr(nibabel.volumeutils, "array_from_file", refuse)
     monkeypatch.setattr(nibabel.arrayproxy, "array_from_file", refuse)
+
+
+# Markers (docs/development.md): `pytest -m "not e2e and not slow"` is the fast part a developer runs while editing.
+#: Test modules that start a real Gradio server (gradio_client, Playwright in Chromium).
+E2E_PREFIX = "test_app"
+#: Test modules whose tests run training loops, whole-volume inference, subprocess pipelines or benchmarks
+#: (each well over a few seconds on 2 cores; together most of the suite's time).
+SLOW_MODULES = frozenset({
+    "test_training.py",
+    "test_ablations.py",
+    "test_adapt.py",
+    "test_any_factor.py",
+    "test_real_acquisitions.py",
+    "test_benchmarks_default_weights.py",
+    "test_benchmarks_quality.py",
+    "test_benchmarks_speed.py",
+    "test_dataset_processes.py",
+    "test_jobs.py",
+    "test_lint.py",
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = item.path.name
+        if name.startswith(E2E_PREFIX):
+            item.add_marker(pytest.mark.e2e)
+        if name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

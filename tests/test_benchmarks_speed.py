@@ -17,7 +17,7 @@ def test_speed_quick_tiny_skips_missing_authors_repo(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert out.startswith("# ") and "torch " in out and "threads" in out and "git " in out
+    assert out.startswith("# ") and "torch " in out and "threads" in out and "commit " in out and "CPU " in out
     assert f"authors' TGP7: skipped: --authors {empty} does not hold the authors' repository" in out
     rows = [line for line in out.splitlines() if line.startswith("| ours | `tiny` | cpu | fp32 |")]
     assert [r.split("|")[5].strip() for r in rows] == ["1", "2"]  # --quick: batches 1 and 2

@@ -119,7 +119,7 @@ def decoder_position_table(kind: str, resolution: int, channels: int, img_size: 
       channels (``concat[F0, alpha * F1 + beta]``, paper eq. 9) where the authors' code modulates
       the first, so there our channels are theirs with the halves swapped, and the table follows
       the channels. At ``S`` (not modulated) the order is StyleSwin's. The network is then the
-      authors' up to that fixed channel permutation (``benchmarks/speed.py``'s mapping). The table
+      authors' up to that fixed channel permutation (the mapping in ``benchmarks/authors.py``). The table
       does not depend on ``use_cwss``, so a stage-1 generator serves every ablation.
     * ``"legacy"``: the table used before (:func:`~.layers.sinusoidal_grid`), for the weights
       trained with it.
