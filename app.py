@@ -3,7 +3,7 @@
 Run locally with ``python app.py`` (add ``--port``, ``--share``); on a Hugging Face Space this
 file is the entry point. All model and image work is done by the ``transmrsr`` package; this
 file only builds the interface and wires events to it. A public deployment (``--public`` or
-``TRANSMRSR_PUBLIC=1``) serves only the bundled and allow-listed models; see the README's
+``TRANSMRSR_PUBLIC=1``) serves only the bundled and allow-listed models; see docs/app.md's
 "Security / public deployment" section for every setting.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hmac
 import os
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,9 +20,13 @@ from pathlib import Path
 
 import gradio as gr
 import gradio.utils as gr_utils
+import numpy as np
 
+from appui.viewer import VolumeViewer
 from transmrsr.data.io import VolumeError
+from transmrsr.evaluation.metrics import psnr
 from transmrsr.inference import DEFAULT_FUSION
+from transmrsr.mpr import Scene, case_scene, case_windows
 from transmrsr.serving import (
     BUNDLED,
     FactorNotServed,
@@ -33,12 +38,16 @@ from transmrsr.serving import (
     parse_list,
     public_message,
 )
-from transmrsr.studio import NO_LIVE_PHI, Case, Plan, panels, phi_sweep, plan_volume, run_case
+from transmrsr.studio import NO_LIVE_PHI, Case, Plan, phi_sweep, plan_volume, run_case
+from transmrsr.viewer import to_rgb, window
 
 REPO = Path(__file__).resolve().parent
 CHECKPOINTS = REPO / "checkpoints"
 EXAMPLES = REPO / "examples"
 MAX_UPLOAD = os.environ.get("TRANSMRSR_MAX_UPLOAD", "300mb")
+#: What the upload box accepts: NIfTI and a DICOM series zipped (``studio.plan_volume`` / ``run_case``
+#: read both; ".gz" because the browser's file dialog matches only the last suffix of ".nii.gz").
+UPLOAD_TYPES = [".nii", ".gz", ".zip"]
 #: Outputs, one private folder per session under WORK_DIR/sessions; the same folder across restarts, so
 #: leftovers of an earlier process are swept by age.
 WORK_DIR = Path(os.environ.get("TRANSMRSR_WORK_DIR") or Path(tempfile.gettempdir()) / "transmrsr-app")
@@ -72,7 +81,8 @@ except ImportError:  # pragma: no cover - the usual case off Spaces
 def model_policy(allowed: tuple[str, ...] = (), cache_size: int | None = None) -> ModelPolicy:
     """The Model box's policy from the settings (env, then flags)."""
     return ModelPolicy(
-        bundled_root=CHECKPOINTS, public=PUBLIC,
+        bundled_root=CHECKPOINTS,
+        public=PUBLIC,
         allowed=tuple(allowed) or parse_list(os.environ.get("TRANSMRSR_ALLOWED_MODELS")),
         default=os.environ.get("TRANSMRSR_MODEL", "").strip() or BUNDLED,
         cache_size=int(cache_size or os.environ.get("TRANSMRSR_MODEL_CACHE", "2")),
@@ -117,7 +127,7 @@ def prepare(volume_file, model_spec: str, scale: int) -> tuple[str, Plan, Loaded
     an unsupported factor or model is refused here, fast, with a clear message."""
     path = _file_path(volume_file)
     if not path:
-        raise gr.Error("Upload a .nii or .nii.gz volume first (or pick an example).")
+        raise gr.Error("Upload a .nii or .nii.gz volume or a zipped DICOM series first (or pick an example).")
     try:
         plan = plan_volume(path, int(scale), served=lambda r: MODELS.served_for(model_spec, r))
         MODELS.check(model_spec, plan.factor)
@@ -133,8 +143,10 @@ def _eta_reporter(progress, label: str) -> Callable[[int, int], None]:
     def report(done: int, total: int) -> None:
         elapsed = time.monotonic() - start
         eta = elapsed / done * (total - done) if done else None
-        progress(done / max(total, 1), desc=f"{label}: slice {done}/{total}"
-                 + (f" · ETA {eta:.0f} s" if eta is not None else ""))
+        progress(
+            done / max(total, 1),
+            desc=f"{label}: slice {done}/{total}" + (f" · ETA {eta:.0f} s" if eta is not None else ""),
+        )
 
     return report
 
@@ -155,8 +167,10 @@ def adapt_options(progress=None):
         def report(done: int, total: int) -> None:
             elapsed = time.monotonic() - start
             eta = elapsed / done * (total - done) if done else None
-            progress(done / max(total, 1), desc=f"adapting to this scan: step {done}/{total}"
-                     + (f" · ETA {eta:.0f} s" if eta is not None else ""))
+            progress(
+                done / max(total, 1),
+                desc=f"adapting to this scan: step {done}/{total}" + (f" · ETA {eta:.0f} s" if eta is not None else ""),
+            )
 
     return AdaptOptions(steps=max(1, steps), seed=0, progress=report)
 
@@ -170,9 +184,20 @@ def _run(volume_file, model_spec, scale, phi, fusion, folder: Path, progress=Non
     report = _eta_reporter(progress, shown) if progress is not None else None
     served = MODELS.policy.bundled_factors() if loaded.bundled else None  # a custom model's are unknown
     try:
-        return run_case(path, loaded.model, folder, scale=int(scale), phi=float(phi), fusion=bool(fusion),
-                        progress=report, plan=plan, model_name=loaded.name, model_version=loaded.version,
-                        served=served, adapt=adapt_options(progress) if adapt else None)
+        return run_case(
+            path,
+            loaded.model,
+            folder,
+            scale=int(scale),
+            phi=float(phi),
+            fusion=bool(fusion),
+            progress=report,
+            plan=plan,
+            model_name=loaded.name,
+            model_version=loaded.version,
+            served=served,
+            adapt=adapt_options(progress) if adapt else None,
+        )
     except ValueError as exc:  # VolumeError, or a file changed since its header was read
         raise user_error(exc) from None
 
@@ -186,49 +211,166 @@ def _model_of(case: Case, model_spec):
     return get_model(model_spec, case.factor).model
 
 
-def _view(case_ref, model_spec, plane, index, phi):
-    case = _case(case_ref)
-    if case is None:
-        return None, None, None, None, None, ""
-    p = panels(case, _model_of(case, model_spec), plane, int(index), float(phi))
-    note = f"slice {int(index)} of {case.n_slices(plane)} ({plane})"
-    if p["psnr_sr"] is not None:
-        note += f" · slice PSNR: SR {p['psnr_sr']} dB, cubic {p['psnr_lr']} dB"
+def _compare_pair(
+    case: Case, scene: Scene, plane: str, index: int, sr_img: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The LR ↔ SR slider's two pictures of slice ``index`` of the compare plane, oriented as in the
+    viewer (lossless PNG, the MRI window, square-mm pixels)."""
+    spec = scene.orientation.planes[plane]
+    lo, hi = case.window
+    lr = scene.orientation.display(np.take(case.interp, index, axis=spec.axis), plane)
+    return to_rgb(window(lr, lo, hi), spec.spacing), to_rgb(window(sr_img, lo, hi), spec.spacing)
+
+
+def viewer_payload(
+    case: Case, model_spec, vstate: dict, plane: str, phi, cursor, have: dict | None = None, pair: bool = True
+) -> tuple[dict, dict, tuple | None, str]:
+    """What the viewer shows with the crosshair at voxel ``cursor``: (payload, new view state, the
+    LR ↔ SR pair of the compare plane (None unless ``pair``), the note under the viewer).
+    ``have``: the slices the browser holds (see :meth:`transmrsr.mpr.Scene.payload`)."""
+    model = _model_of(case, model_spec) if case.live_phi else None
+    scene = case_scene(case, model, float(phi), windows=vstate["windows"])
+    cur = scene.clamp(cursor)
+    spec = scene.orientation.planes[plane]
+    index, n = cur[spec.axis], scene.orientation.n_slices(plane)
+    payload = scene.payload(cur, have if have is not None else vstate.get("have"), case=vstate["id"], plane=plane)
+    note = f"slice {index} of {n} ({plane}) · crosshair at voxel ({', '.join(map(str, cur))})"
+    sr_img = scene.orientation.display(np.asarray(scene.layers[1].source.take(spec.axis, index), np.float32), plane)
+    if case.hr is not None:
+        hr_img = scene.orientation.display(np.take(case.hr, index, axis=spec.axis), plane)
+        lr_img = scene.orientation.display(np.take(case.interp, index, axis=spec.axis), plane)
+        rng = float(vstate["hr_range"])
+        note += (
+            f" · slice PSNR: SR {round(float(psnr(sr_img, hr_img, peak=rng)), 2)} dB, "
+            f"cubic {round(float(psnr(lr_img, hr_img, peak=rng)), 2)} dB"
+        )
     if not case.live_phi:
         note += f" · the volume at φ {case.phi:.2f}. {NO_LIVE_PHI}"
     elif abs(float(phi) - case.phi) > 1e-6:
-        note += (f" · φ {float(phi):.2f} recomputed for this slice"
-                 + (" (this plane's network alone; Run again for the fused volume)" if case.fusion else "")
-                 ) if plane_axis(plane) == case.slice_axis else (
-            f" · this plane shows the volume at φ {case.phi:.2f} (φ is recomputed live on the plane the network runs on)")
-    return p["lr"], p["sr"], p["hr"], p["error"], (p["lr"], p["sr"]), note
+        net = next(p for p, sp in scene.orientation.planes.items() if sp.axis == case.slice_axis)
+        note += (
+            f" · φ {float(phi):.2f} recomputed live on the {net} plane (the one the network runs on)"
+            + ("; this plane's network alone, Run again for the fused volume" if case.fusion else "")
+            + (
+                ""
+                if net == plane
+                else f"; the {plane} plane shows the volume at φ {case.phi:.2f} except along the {net} crosshair line"
+            )
+        )
+    tags = {key: {pl: e["tag"] for pl, e in planes.items()} for key, planes in payload["slices"].items()}
+    new_state = {**vstate, "cursor": list(cur), "have": tags, "plane": plane, "index": int(index)}
+    return payload, new_state, (_compare_pair(case, scene, plane, index, sr_img) if pair else None), note
 
 
-def _safe_view(case_ref, model_spec, plane, index, phi):
+def _view(case_ref, vstate, model_spec, plane, phi, cursor, have=None, force_pair: bool = False):
+    """-> (viewer, view state, slice slider, LR ↔ SR pair, note); the slider and the pair are left
+    as they are when the compare plane's slice did not change."""
+    case = _case(case_ref)
+    if case is None or not vstate:
+        return None, None, gr.update(), None, ""
+    spec_axis = _plane_axis_of(case, plane)
+    index = int(scene_clamp(case, cursor)[spec_axis])
+    moved = (
+        force_pair or vstate.get("plane") != plane or vstate.get("index") != index or vstate.get("phi") != float(phi)
+    )
+    payload, new_state, pair, note = viewer_payload(case, model_spec, vstate, plane, phi, cursor, have, pair=moved)
+    new_state["phi"] = float(phi)
+    slider = gr.update(maximum=case.shape[spec_axis] - 1, value=index) if moved else gr.skip()
+    return payload, new_state, slider, pair if moved else gr.skip(), note
+
+
+def _safe_view(*args, **kwargs):
     """:func:`_view`, but a drawing error becomes a note: the finished SR stays (and downloads)."""
     try:
-        return _view(case_ref, model_spec, plane, index, phi)
+        return _view(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any viewer failure; the run's result is kept
         msg = public_message(f"{exc.__class__.__name__}: {exc}" if not isinstance(exc, gr.Error) else exc.message)
-        return None, None, None, None, None, f"The SR is done (download it below), but this slice could not be drawn: {msg}"
+        return (
+            None,
+            gr.skip(),
+            gr.skip(),
+            None,
+            f"The SR is done (download it below), but this slice could not be drawn: {msg}",
+        )
 
 
-def plane_axis(plane: str) -> int:
-    from transmrsr.viewer import PLANES
+def _plane_axis_of(case: Case, plane: str) -> int:
+    """The voxel axis the viewer slices for ``plane`` (from the affine: any voxel order)."""
+    from transmrsr.mpr import Orientation
 
-    return PLANES[plane]
+    return Orientation(case.affine, case.shape).planes[plane].axis
 
 
-NO_REFERENCE = ("**No HR reference**: this is a real thick-slice upload, so there is nothing to compare the SR "
-                "with (no HR panel, error map or PSNR). Upload an isotropic scan to see them.")
+def scene_clamp(case: Case, cursor) -> tuple[int, int, int]:
+    return tuple(int(np.clip(int(c), 0, n - 1)) for c, n in zip(cursor, case.shape))
+
+
+def new_view_state(case: Case) -> dict:
+    """Per-session viewer state of a new case: an id (the browser resets its view on a new one),
+    window presets and the HR's range (computed once per run), the crosshair (the grid's centre)."""
+    return {
+        "id": secrets.token_hex(8),
+        "windows": case_windows(case),
+        "cursor": [n // 2 for n in case.shape],
+        "hr_range": float(case.hr.max() - case.hr.min()) if case.hr is not None else 1.0,
+        "have": {},
+    }
+
+
+def on_cursor(case_ref, vstate, model_spec, plane, phi, evt: gr.EventData):
+    """The crosshair moved in the browser (a click, a drag or the wheel): send the planes it changed."""
+    data = evt._data if isinstance(getattr(evt, "_data", None), dict) else {}
+    try:  # what the browser sends is not trusted: three integers, or nothing happens
+        cursor = [int(c) for c in data.get("cursor")]
+    except (TypeError, ValueError):
+        cursor = []
+    if not vstate or len(cursor) != 3:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    have = data.get("have") if isinstance(data.get("have"), dict) else {}
+    return _safe_view(case_ref, vstate, model_spec, plane, phi, cursor, have)
+
+
+def on_index(case_ref, vstate, model_spec, plane, index, phi):
+    """The Slice slider: the crosshair moves along the compare plane's axis (nothing when the slider
+    only follows the crosshair)."""
+    case = _case(case_ref)
+    if case is None or not vstate:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    axis = _plane_axis_of(case, plane)
+    cursor = list(vstate["cursor"])
+    if vstate.get("plane") == plane and int(cursor[axis]) == int(index) and vstate.get("phi") == float(phi):
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    cursor[axis] = int(index)
+    return _safe_view(case_ref, vstate, model_spec, plane, phi, cursor)
+
+
+def on_phi(case_ref, vstate, model_spec, plane, phi):
+    if not vstate:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    return _safe_view(case_ref, vstate, model_spec, plane, phi, vstate["cursor"])
+
+
+NO_REFERENCE = (
+    "**No HR reference**: this is a real thick-slice upload, so there is nothing to compare the SR "
+    "with (no HR panel, error map or PSNR). Upload an isotropic scan to see them."
+)
 
 
 def _warnings_md(case: Case) -> str:
     return "\n\n".join(f"⚠️ {w}" for w in case.warnings)
 
 
-def on_run(volume_file, model_spec, scale, phi, fusion, plane, adapt=False, request: gr.Request = None,
-           progress=gr.Progress()):
+def on_run(
+    volume_file,
+    model_spec,
+    scale,
+    phi,
+    fusion,
+    plane,
+    adapt=False,
+    request: gr.Request = None,
+    progress=gr.Progress(),  # noqa: B008 - Gradio's way to ask for a progress bar
+):
     sid = _sid(request)
     path = _file_path(volume_file)
     # deleted with the session: files in Gradio's upload cache, but never the examples' cached
@@ -237,14 +379,31 @@ def on_run(volume_file, model_spec, scale, phi, fusion, plane, adapt=False, requ
         SESSIONS.note_upload(sid, path, gr_utils.get_upload_folder())
     case = _run(volume_file, model_spec, scale, phi, fusion, SESSIONS.folder(sid), progress, adapt=bool(adapt))
     ref = SESSIONS.set_case(sid, case)
-    n = case.n_slices(plane)
-    idx = n // 2
-    lr, sr, hr, err, pair, note = _safe_view(ref, model_spec, plane, idx, phi)
+    try:
+        fresh = new_view_state(case)
+    except Exception:  # noqa: BLE001 - the viewer cannot be prepared; the SR is kept (and downloads)
+        fresh = None
+    if fresh is None:
+        view, vstate, index_update, pair = None, None, gr.skip(), None
+        note = "The SR is done (download it below), but the viewer could not be prepared."
+    else:
+        view, vstate, index_update, pair, note = _safe_view(
+            ref, fresh, model_spec, plane, phi, fresh["cursor"], force_pair=True
+        )
+        if not isinstance(vstate, dict) or "id" not in vstate:  # drawing failed: this case's state, not the last
+            vstate = fresh
     info = (
         f"**{case.name}** · thick axis {case.axis}, ×{case.factor_label}"
-        + (" (simulated from the isotropic upload, which is kept as reference)" if case.simulated else " (from the header)")
-        + (f" · served by the ×{case.factor} network on a resampled grid, output isotropic"
-           if case.acq_factor is not None else "")
+        + (
+            " (simulated from the isotropic upload, which is kept as reference)"
+            if case.simulated
+            else " (from the header)"
+        )
+        + (
+            f" · served by the ×{case.factor} network on a resampled grid, output isotropic"
+            if case.acq_factor is not None
+            else ""
+        )
         + f" · model {case.model_name} ({case.model_version})"
         + (" · adapted to this scan (a copy; the loaded weights are unchanged)" if case.adapted else "")
         + f" · output {case.shape} voxels of {', '.join(f'{z:.2f}' for z in case.zooms)} mm"
@@ -254,19 +413,38 @@ def on_run(volume_file, model_spec, scale, phi, fusion, plane, adapt=False, requ
     rows = [[m["method"], m["PSNR mask (dB)"], m["SSIM mask"], m["PSNR (dB)"], m["SSIM"]] for m in case.metrics]
     has_hr = case.hr is not None
     return (
-        ref, gr.update(maximum=n - 1, value=idx), lr, sr, gr.update(value=hr, visible=has_hr),
-        gr.update(value=err, visible=has_hr), pair, note, info, gr.update(value=rows, visible=has_hr),
-        str(case.sr_path), gr.update(value=_warnings_md(case), visible=bool(case.warnings)),
-        gr.update(visible=not has_hr), model_card_of(MODELS.loaded_entry(model_spec, case.factor)),
+        ref,
+        index_update,
+        view,
+        vstate,
+        pair,
+        note,
+        info,
+        gr.update(value=rows, visible=has_hr),
+        str(case.sr_path),
+        gr.update(value=_warnings_md(case), visible=bool(case.warnings)),
+        gr.update(visible=not has_hr),
+        model_card_of(MODELS.loaded_entry(model_spec, case.factor)),
     )
 
 
 def on_new_upload(request: gr.Request):
     """A new upload makes the shown results stale: free them and clear the page."""
     SESSIONS.drop_case(_sid(request))
-    return (None, gr.update(maximum=1, value=0), None, None, gr.update(value=None, visible=True),
-            gr.update(value=None, visible=True), None, "", "", gr.update(value=None, visible=True), None,
-            gr.update(value="", visible=False), gr.update(visible=False), None)
+    return (
+        None,
+        gr.update(maximum=1, value=0),
+        None,
+        None,
+        None,
+        "",
+        "",
+        gr.update(value=None, visible=True),
+        None,
+        gr.update(value="", visible=False),
+        gr.update(visible=False),
+        None,
+    )
 
 
 def on_session_end(request: gr.Request) -> None:
@@ -274,12 +452,11 @@ def on_session_end(request: gr.Request) -> None:
     SESSIONS.close(_sid(request))
 
 
-def on_plane(case_ref, model_spec, plane, phi):
-    case = _case(case_ref)
-    if case is None:
-        return gr.update(), None, None, None, None, None, ""
-    n = case.n_slices(plane)
-    return (gr.update(maximum=n - 1, value=n // 2), *_safe_view(case_ref, model_spec, plane, n // 2, phi))
+def on_plane(case_ref, vstate, model_spec, plane, phi):
+    """Another compare plane: the crosshair stays; the slider follows that plane's axis."""
+    if not vstate:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    return _safe_view(case_ref, vstate, model_spec, plane, phi, vstate["cursor"])
 
 
 def on_sweep(case_ref, model_spec, plane, index):
@@ -301,11 +478,19 @@ def super_resolve_api(volume_file, scale: int = 4, phi: float = 0.9, adapt: bool
     case = _run(volume_file, "", int(scale), float(phi), DEFAULT_FUSION, SESSIONS.folder(sid), adapt=bool(adapt))
     SESSIONS.set_case(sid, case)
     return str(case.sr_path), {
-        "axis": case.axis, "scale": case.factor, "fusion": case.fusion, "shape": list(case.shape),
-        "factor": case.acq_factor if case.acq_factor is not None else case.factor, "adapted": case.adapted,
+        "axis": case.axis,
+        "scale": case.factor,
+        "fusion": case.fusion,
+        "shape": list(case.shape),
+        "factor": case.acq_factor if case.acq_factor is not None else case.factor,
+        "adapted": case.adapted,
         "affine": np.asarray(case.affine).tolist(),
-        "simulated_from_hr": case.simulated, "model": case.model_name, "model_version": case.model_version,
-        "input_sha256": case.input_sha256, "warnings": case.warnings, "metrics": case.metrics,
+        "simulated_from_hr": case.simulated,
+        "model": case.model_name,
+        "model_version": case.model_version,
+        "input_sha256": case.input_sha256,
+        "warnings": case.warnings,
+        "metrics": case.metrics,
     }
 
 
@@ -313,8 +498,6 @@ def super_resolve_api(volume_file, scale: int = 4, phi: float = 0.9, adapt: bool
 import random  # noqa: E402
 import shutil  # noqa: E402
 from datetime import datetime  # noqa: E402
-
-import numpy as np  # noqa: E402
 
 from transmrsr.annotations import MAX_LENGTHS, AnnotationStore, Reading  # noqa: E402
 from transmrsr.studio import painted_region, reader_image, reader_items  # noqa: E402
@@ -337,8 +520,10 @@ def annotation_store(create: bool = True) -> AnnotationStore | None:
 
 def _summary_rows(reader: str | None) -> list[list]:
     store = annotation_store(create=False)
-    return [[r["method"], r["n"], r["mean_rating"], r["hallucination_rate"], r["artifact_rate"]]
-            for r in (store.summary(reader) if store else [])]
+    return [
+        [r["method"], r["n"], r["mean_rating"], r["hallucination_rate"], r["artifact_rate"]]
+        for r in (store.summary(reader) if store else [])
+    ]
 
 
 def study_code_required() -> bool:
@@ -365,8 +550,10 @@ def check_operator(code) -> None:
         raise gr.Error("Exports and the pooled summary are for the study's operator: enter the operator code.")
     if STUDY_OPERATOR and not PUBLIC:
         return
-    raise gr.Error("Exports and the pooled summary are for the study's operator: the server needs "
-                   "TRANSMRSR_OPERATOR_CODE (or, on a local server, --study-operator).")
+    raise gr.Error(
+        "Exports and the pooled summary are for the study's operator: the server needs "
+        "TRANSMRSR_OPERATOR_CODE (or, on a local server, --study-operator)."
+    )
 
 
 def _editor_value(image):
@@ -379,8 +566,15 @@ def _ann_view(case: Case, model_spec, plane, index, compare, other_phi, seed) ->
     items = reader_items(case, plane, int(index), compare_phi, int(seed or 0))  # ValueError: not on this plane
     model = _model_of(case, model_spec) if compare_phi is not None else None
     images = [reader_image(case, model, plane, int(index), it["phi"], one_plane=it["one_plane"]) for it in items]
-    return {"case": case.case_id, "sr_path": str(case.sr_path), "plane": plane, "slice": int(index), "items": items,
-            "images": images, "saved": {}}
+    return {
+        "case": case.case_id,
+        "sr_path": str(case.sr_path),
+        "plane": plane,
+        "slice": int(index),
+        "items": items,
+        "images": images,
+        "saved": {},
+    }
 
 
 def ann_show(case_ref, model_spec, plane, index, compare, other_phi, seed):
@@ -394,10 +588,18 @@ def ann_show(case_ref, model_spec, plane, index, compare, other_phi, seed):
         gr.Warning(public_message(str(exc)))
         return None, None, None, gr.update(), None, f"Nothing to rate here: {public_message(str(exc))}."
     labels = " and ".join(it["label"] for it in view["items"])
-    status = (f"{plane} slice {int(index)} of {case.n_slices(plane)}: {labels} in random order. "
-              "Pick one, rate it, paint what you flag, save; then the other.")
-    return (view, view["images"][0], view["images"][1], gr.update(value=view["items"][0]["label"]),
-            _editor_value(view["images"][0]), status)
+    status = (
+        f"{plane} slice {int(index)} of {case.n_slices(plane)}: {labels} in random order. "
+        "Pick one, rate it, paint what you flag, save; then the other."
+    )
+    return (
+        view,
+        view["images"][0],
+        view["images"][1],
+        gr.update(value=view["items"][0]["label"]),
+        _editor_value(view["images"][0]),
+        status,
+    )
 
 
 def ann_on_case(case_ref, model_spec, compare, other_phi, seed):
@@ -407,8 +609,11 @@ def ann_on_case(case_ref, model_spec, compare, other_phi, seed):
         return gr.update(), gr.update(), *ann_show(None, model_spec, "coronal", 0, compare, other_phi, seed)
     plane = next(p for p, a in PLANES.items() if a == case.slice_axis)
     n = case.n_slices(plane)
-    return (gr.update(value=plane), gr.update(maximum=n - 1, value=n // 2),
-            *ann_show(case_ref, model_spec, plane, n // 2, compare, other_phi, seed))
+    return (
+        gr.update(value=plane),
+        gr.update(maximum=n - 1, value=n // 2),
+        *ann_show(case_ref, model_spec, plane, n // 2, compare, other_phi, seed),
+    )
 
 
 def ann_on_plane(case_ref, model_spec, plane, compare, other_phi, seed):
@@ -416,7 +621,9 @@ def ann_on_plane(case_ref, model_spec, plane, compare, other_phi, seed):
     if case is None:
         return gr.update(), *ann_show(None, model_spec, plane, 0, compare, other_phi, seed)
     n = case.n_slices(plane)
-    return gr.update(maximum=n - 1, value=n // 2), *ann_show(case_ref, model_spec, plane, n // 2, compare, other_phi, seed)
+    return gr.update(maximum=n - 1, value=n // 2), *ann_show(
+        case_ref, model_spec, plane, n // 2, compare, other_phi, seed
+    )
 
 
 def ann_on_phi(case_ref, model_spec, plane, index, compare, other_phi, seed):
@@ -476,11 +683,23 @@ def ann_save(case_ref, view, reader, which, rating, hallucination, artifact, not
     item = view["items"][labels.index(which)]
     mask = _painted_mask(editor)
     region = painted_region(case, view["plane"], mask) if mask is not None else None
-    reading = Reading(reader=reader.strip(), case_name=case.name[:MAX_LENGTHS["case_name"]], plane=view["plane"],
-                      slice=view["slice"], method=item["method"], rating=int(rating), phi=item["phi"],
-                      hallucination=bool(hallucination), artifact=bool(artifact), note=(note or "").strip(),
-                      case_id=case.case_id, input_sha256=case.input_sha256, model=case.model_name,
-                      model_version=case.model_version, scale=case.factor)
+    reading = Reading(
+        reader=reader.strip(),
+        case_name=case.name[: MAX_LENGTHS["case_name"]],
+        plane=view["plane"],
+        slice=view["slice"],
+        method=item["method"],
+        rating=int(rating),
+        phi=item["phi"],
+        hallucination=bool(hallucination),
+        artifact=bool(artifact),
+        note=(note or "").strip(),
+        case_id=case.case_id,
+        input_sha256=case.input_sha256,
+        model=case.model_name,
+        model_version=case.model_version,
+        scale=case.factor,
+    )
     try:
         ann_id = annotation_store().add(reading, region, case.shape, case.affine, ANNOTATIONS_DIR / "labels")
     except ValueError as exc:
@@ -503,8 +722,12 @@ def ann_finish(reader, code):
     check_study_code(code)
     if not (reader or "").strip():
         raise gr.Error("Enter your name in 'Reader' first: the summary is of your readings.")
-    rows = _summary_rows(reader.strip()[:MAX_LENGTHS["reader"]])
-    return True, gr.update(value=rows, visible=True), f"Finished. Your readings per method ({sum(r[1] for r in rows)} in all)."
+    rows = _summary_rows(reader.strip()[: MAX_LENGTHS["reader"]])
+    return (
+        True,
+        gr.update(value=rows, visible=True),
+        f"Finished. Your readings per method ({sum(r[1] for r in rows)} in all).",
+    )
 
 
 def _export_dir(request: gr.Request | None) -> Path:
@@ -549,10 +772,20 @@ def build_annotate_tab(case_state: gr.State, model_spec: gr.Textbox) -> None:
     )
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            reader = gr.Textbox(label="Reader", placeholder="your name or initials", max_length=MAX_LENGTHS["reader"],
-                                elem_id="ann-reader")
-            code = gr.Textbox(label="Study code", type="password", visible=study_code_required(),
-                              placeholder="from the study's operator", max_length=200, elem_id="ann-code")
+            reader = gr.Textbox(
+                label="Reader",
+                placeholder="your name or initials",
+                max_length=MAX_LENGTHS["reader"],
+                elem_id="ann-reader",
+            )
+            code = gr.Textbox(
+                label="Study code",
+                type="password",
+                visible=study_code_required(),
+                placeholder="from the study's operator",
+                max_length=200,
+                elem_id="ann-code",
+            )
             compare = gr.Radio(ANN_COMPARE, value=ANN_COMPARE[0], label="Compare the SR against", elem_id="ann-compare")
             other_phi = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Other φ (when comparing φ)", elem_id="ann-phi")
             plane = gr.Radio(list(PLANES)[::-1], value="coronal", label="Plane", elem_id="ann-plane")
@@ -567,30 +800,54 @@ def build_annotate_tab(case_state: gr.State, model_spec: gr.Textbox) -> None:
                 save = gr.Button("Save reading", variant="primary", elem_id="ann-save")
                 finish = gr.Button("Finish", elem_id="ann-finish")
             status = gr.Markdown(ANN_NO_CASE, elem_id="ann-status")
-            mine = gr.Dataframe(headers=ANN_SUMMARY_HEADERS, label="Your readings per method", interactive=False,
-                                visible=False, elem_id="ann-my-summary")
+            mine = gr.Dataframe(
+                headers=ANN_SUMMARY_HEADERS,
+                label="Your readings per method",
+                interactive=False,
+                visible=False,
+                elem_id="ann-my-summary",
+            )
         with gr.Column(scale=3):
             with gr.Row():
                 img_a = gr.Image(label="Image A", interactive=False, height=300, format="png", elem_id="ann-image-a")
                 img_b = gr.Image(label="Image B", interactive=False, height=300, format="png", elem_id="ann-image-b")
             editor = gr.ImageEditor(
-                label="Paint the region you flag (brush) on the image you rate", type="numpy", image_mode="RGBA",
-                sources=[], transforms=[], layers=False, format="png", interactive=True,
+                label="Paint the region you flag (brush) on the image you rate",
+                type="numpy",
+                image_mode="RGBA",
+                sources=[],
+                transforms=[],
+                layers=False,
+                format="png",
+                interactive=True,
                 brush=gr.Brush(colors=["#ff2d2d"], default_color="#ff2d2d", color_mode="fixed", default_size=6),
-                eraser=gr.Eraser(default_size=10), elem_id="ann-editor",
+                eraser=gr.Eraser(default_size=10),
+                elem_id="ann-editor",
             )
     with gr.Accordion("Study operator: pooled results and exports", open=False):
-        op_code = gr.Textbox(label="Operator code", type="password", visible=bool(OPERATOR_CODE), max_length=200,
-                             elem_id="ann-operator-code")
+        op_code = gr.Textbox(
+            label="Operator code",
+            type="password",
+            visible=bool(OPERATOR_CODE),
+            max_length=200,
+            elem_id="ann-operator-code",
+        )
         with gr.Row():
             pooled_btn = gr.Button("Show the pooled summary", elem_id="ann-pooled")
             csv_btn = gr.Button("Export readings (CSV)", elem_id="ann-export-csv")
             labels_btn = gr.Button("Export label NIfTIs", elem_id="ann-export-labels")
-        summary = gr.Dataframe(headers=ANN_SUMMARY_HEADERS, label="All readers, per method", interactive=False,
-                               visible=False, elem_id="ann-summary")
+        summary = gr.Dataframe(
+            headers=ANN_SUMMARY_HEADERS,
+            label="All readers, per method",
+            interactive=False,
+            visible=False,
+            elem_id="ann-summary",
+        )
         with gr.Row():
             csv_file = gr.File(label="Readings (CSV)", elem_id="ann-csv")
-            label_files = gr.File(label="Label NIfTIs (aligned with the SR)", file_count="multiple", elem_id="ann-labels")
+            label_files = gr.File(
+                label="Label NIfTIs (aligned with the SR)", file_count="multiple", elem_id="ann-labels"
+            )
 
     shown = [view, img_a, img_b, which, editor, status]
     case_state.change(ann_on_case, [case_state, model_spec, compare, other_phi, seed], [plane, index, *shown])
@@ -600,7 +857,8 @@ def build_annotate_tab(case_state: gr.State, model_spec: gr.Textbox) -> None:
     other_phi.input(ann_on_phi, shown_in, shown, trigger_mode="always_last")
     which.input(ann_pick, [view, which], editor)
     save.click(ann_check, [case_state, view, reader, which, rating, code, finished], None).success(
-        ann_save, [case_state, view, reader, which, rating, hallucination, artifact, note, editor, code, finished],
+        ann_save,
+        [case_state, view, reader, which, rating, hallucination, artifact, note, editor, code, finished],
         [view, status, which, editor, rating, hallucination, artifact, note],
         concurrency_limit=1,  # one writer per process (the label file lock covers several processes)
     )
@@ -644,11 +902,18 @@ def train_spec(stage, data, out, gan, preset, canvas, batch, max_steps, scale, l
     if stage == TRAIN_STAGES[1]:
         return CentroidSpec(gan=gan or "", num_samples=_train_int(samples) or 60000)
     common = dict(
-        data=data or "", out=out or "", preset=preset, img_size=None if canvas in (None, "preset") else int(canvas),
-        batch_size=_train_int(batch) or 6, max_steps=_train_int(max_steps), log_every=_train_int(log_every) or 10,
+        data=data or "",
+        out=out or "",
+        preset=preset,
+        img_size=None if canvas in (None, "preset") else int(canvas),
+        batch_size=_train_int(batch) or 6,
+        max_steps=_train_int(max_steps),
+        log_every=_train_int(log_every) or 10,
     )
     if stage == TRAIN_STAGES[2]:
-        return Stage2Spec(**common, gan=gan or "", scale=int(scale), perceptual=not l1_only, epochs=_train_int(epochs) or 100)
+        return Stage2Spec(
+            **common, gan=gan or "", scale=int(scale), perceptual=not l1_only, epochs=_train_int(epochs) or 100
+        )
     return Stage1Spec(**common)
 
 
@@ -734,9 +999,17 @@ def on_train_stage(stage):
     centroids, stage2 = stage == TRAIN_STAGES[1], stage == TRAIN_STAGES[2]
     train = not centroids
     return (
-        gr.update(visible=train), gr.update(visible=train), gr.update(visible=not stage == TRAIN_STAGES[0]),
-        gr.update(visible=train), gr.update(visible=train), gr.update(visible=train), gr.update(visible=train),
-        gr.update(visible=stage2), gr.update(visible=stage2), gr.update(visible=stage2), gr.update(visible=centroids),
+        gr.update(visible=train),
+        gr.update(visible=train),
+        gr.update(visible=not stage == TRAIN_STAGES[0]),
+        gr.update(visible=train),
+        gr.update(visible=train),
+        gr.update(visible=train),
+        gr.update(visible=train),
+        gr.update(visible=stage2),
+        gr.update(visible=stage2),
+        gr.update(visible=stage2),
+        gr.update(visible=centroids),
     )
 
 
@@ -751,26 +1024,46 @@ def build_train_tab(model_spec: gr.Textbox) -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             stage = gr.Radio(TRAIN_STAGES, value=TRAIN_STAGES[0], label="Stage", elem_id="train-stage")
-            data = gr.Textbox(label="Data folder", placeholder="folder of HR .nii / .nii.gz volumes", elem_id="train-data")
-            out = gr.Textbox(label="Output folder", placeholder="e.g. runs/gan (weights, log.jsonl, job.log)",
-                             elem_id="train-out")
-            gan = gr.Textbox(label="Stage-1 folder", placeholder="the stage-1 output folder",
-                             info="stage 2 starts from its generator; the centroid fit writes into it",
-                             visible=False, elem_id="train-gan")
+            data = gr.Textbox(
+                label="Data folder", placeholder="folder of HR .nii / .nii.gz volumes", elem_id="train-data"
+            )
+            out = gr.Textbox(
+                label="Output folder", placeholder="e.g. runs/gan (weights, log.jsonl, job.log)", elem_id="train-out"
+            )
+            gan = gr.Textbox(
+                label="Stage-1 folder",
+                placeholder="the stage-1 output folder",
+                info="stage 2 starts from its generator; the centroid fit writes into it",
+                visible=False,
+                elem_id="train-gan",
+            )
             preset = gr.Radio(["tiny", "small", "paper"], value="small", label="Preset", elem_id="train-preset")
             canvas = gr.Radio(TRAIN_CANVAS, value="preset", label="Canvas size (px)", elem_id="train-canvas")
             with gr.Row():
                 batch = gr.Number(6, precision=0, minimum=1, label="Batch size", elem_id="train-batch")
-                max_steps = gr.Number(10000, precision=0, minimum=0, label="Max steps",
-                                      info="stage 2: 0 = run the epochs", elem_id="train-steps")
+                max_steps = gr.Number(
+                    10000,
+                    precision=0,
+                    minimum=0,
+                    label="Max steps",
+                    info="stage 2: 0 = run the epochs",
+                    elem_id="train-steps",
+                )
             scale = gr.Radio([4, 8], value=4, label="Scale", visible=False, elem_id="train-scale")
             l1_only = gr.Checkbox(False, label="L1 only (no VGG)", visible=False, elem_id="train-l1")
             with gr.Accordion("More options", open=False):
-                epochs = gr.Number(100, precision=0, minimum=1, label="Epochs (stage 2)", visible=False,
-                                   elem_id="train-epochs")
+                epochs = gr.Number(
+                    100, precision=0, minimum=1, label="Epochs (stage 2)", visible=False, elem_id="train-epochs"
+                )
                 log_every = gr.Number(10, precision=0, minimum=1, label="Log every (steps)", elem_id="train-log-every")
-                samples = gr.Number(60000, precision=0, minimum=1, label="Latents sampled for the centroid fit",
-                                    visible=False, elem_id="train-samples")
+                samples = gr.Number(
+                    60000,
+                    precision=0,
+                    minimum=1,
+                    label="Latents sampled for the centroid fit",
+                    visible=False,
+                    elem_id="train-samples",
+                )
             with gr.Row():
                 start = gr.Button("Start", variant="primary", min_width=80, elem_id="train-start")
                 stop = gr.Button("Stop", variant="stop", min_width=80, elem_id="train-stop")
@@ -779,20 +1072,32 @@ def build_train_tab(model_spec: gr.Textbox) -> None:
             status = gr.Markdown("No training job yet.", elem_id="train-status")
             progress = gr.Markdown(elem_id="train-progress")
             curves = gr.Plot(label="Loss curves", elem_id="train-curves")
-            log = gr.Textbox(label="Log (last lines)", lines=12, max_lines=12, interactive=False, autoscroll=True,
-                             elem_id="train-log")
+            log = gr.Textbox(
+                label="Log (last lines)",
+                lines=12,
+                max_lines=12,
+                interactive=False,
+                autoscroll=True,
+                elem_id="train-log",
+            )
             with gr.Row():
                 load = gr.Button("Load in Super-resolve", elem_id="train-load")
             with gr.Accordion("Push to the Hugging Face Hub", open=False):
                 repo = gr.Textbox(label="Repo id", placeholder="owner/name", elem_id="train-repo")
-                token = gr.Textbox(label="Token", type="password", placeholder="a write token (empty: the saved login)",
-                                   elem_id="train-token")
+                token = gr.Textbox(
+                    label="Token",
+                    type="password",
+                    placeholder="a write token (empty: the saved login)",
+                    elem_id="train-token",
+                )
                 push = gr.Button("Push to Hub", elem_id="train-push")
             result = gr.Markdown(elem_id="train-result")
     sig = gr.State(None)
     form = [stage, data, out, gan, preset, canvas, batch, max_steps, scale, l1_only, epochs, log_every, samples]
     view = [status, progress, log, curves, sig]
-    stage.change(on_train_stage, stage, [data, out, gan, preset, canvas, batch, max_steps, scale, l1_only, epochs, samples])
+    stage.change(
+        on_train_stage, stage, [data, out, gan, preset, canvas, batch, max_steps, scale, l1_only, epochs, samples]
+    )
     start.click(on_train_start, form, view, concurrency_limit=None)
     stop.click(on_train_stop, None, view, concurrency_limit=None)
     resume.click(on_train_resume, form, view, concurrency_limit=None)
@@ -860,56 +1165,78 @@ def build_app() -> gr.Blocks:
         with gr.Tab("Super-resolve"):
             with gr.Row():
                 with gr.Column(scale=1, min_width=280):
-                    volume = gr.File(label="Volume (.nii / .nii.gz)", file_types=[".nii", ".gz"], height=110,
-                                     elem_id="volume-upload")
+                    volume = gr.File(
+                        label="Volume (.nii / .nii.gz, or a DICOM series as .zip)",
+                        file_types=UPLOAD_TYPES,
+                        height=110,
+                        elem_id="volume-upload",
+                    )
                     run = gr.Button("Run", variant="primary", elem_id="run")
                     warning = gr.Markdown(visible=False, elem_id="input-warning")
                     info = gr.Markdown(elem_id="case-info")
                     metrics = gr.Dataframe(
                         headers=["method", "PSNR mask (dB)", "SSIM mask", "PSNR (dB)", "SSIM"],
-                        label="Against the HR (head mask first, then the whole volume)", interactive=False,
+                        label="Against the HR (head mask first, then the whole volume)",
+                        interactive=False,
                         elem_id="metrics",
                     )
                     download = gr.File(label="SR volume (NIfTI)", height=80, elem_id="download")
                     model_spec = gr.Textbox(
-                        label="Model", value=MODELS.box_value(), max_lines=1, max_length=200,
-                        info=("'bundled' (the weights for the upload's factor)"
-                              + (" or an allowed Hub repo id: " + ", ".join(MODELS.policy.allowed)
-                                 if MODELS.policy.public and MODELS.policy.allowed else
-                                 "" if MODELS.policy.public else ", a weights folder, or a Hugging Face repo id")),
+                        label="Model",
+                        value=MODELS.box_value(),
+                        max_lines=1,
+                        max_length=200,
+                        info=(
+                            "'bundled' (the weights for the upload's factor)"
+                            + (
+                                " or an allowed Hub repo id: " + ", ".join(MODELS.policy.allowed)
+                                if MODELS.policy.public and MODELS.policy.allowed
+                                else ""
+                                if MODELS.policy.public
+                                else ", a weights folder, or a Hugging Face repo id"
+                            )
+                        ),
                         elem_id="model-spec",
                     )
-                    scale = gr.Radio([4, 8], value=4, label="Scale (isotropic uploads)",
-                                     info="a thick-slice upload uses its header's factor", elem_id="scale")
+                    scale = gr.Radio(
+                        [4, 8],
+                        value=4,
+                        label="Scale (isotropic uploads)",
+                        info="a thick-slice upload uses its header's factor",
+                        elem_id="scale",
+                    )
                     phi = gr.Slider(0.0, 1.0, value=0.9, step=0.05, label="φ (truncation; 1 = none)", elem_id="phi")
                     fusion = gr.Checkbox(
-                        DEFAULT_FUSION, label="Orthogonal fusion (both planes that contain the thick axis)",
-                        info="better (about +0.25-0.4 dB brain PSNR on the bundled weights), about twice the time", elem_id="fusion",
+                        DEFAULT_FUSION,
+                        label="Orthogonal fusion (both planes that contain the thick axis)",
+                        info="better (about +0.25-0.4 dB brain PSNR on the bundled weights), about twice the time",
+                        elem_id="fusion",
                     )
                     adapt = gr.Checkbox(
-                        False, label="Adapt to this scan (a few minutes)",
+                        False,
+                        label="Adapt to this scan (a few minutes)",
                         info="fine-tunes a copy of the model on this scan's own in-plane detail first (seeded); "
-                             "the loaded weights are never changed", elem_id="adapt",
+                        "the loaded weights are never changed",
+                        elem_id="adapt",
                     )
                     if examples:
                         gr.Examples(
-                            examples=examples, inputs=volume, label="Examples (the held-out test subject; 1 mm = HR)",
+                            examples=examples,
+                            inputs=volume,
+                            label="Examples (the held-out test subject; 1 mm = HR)",
                             elem_id="volume-examples",
                         )
                 with gr.Column(scale=3):
                     with gr.Row():
-                        plane = gr.Radio(["axial", "coronal", "sagittal"], value="coronal", label="Plane", elem_id="plane")
+                        plane = gr.Radio(
+                            ["axial", "coronal", "sagittal"], value="coronal", label="Plane", elem_id="plane"
+                        )
                         index = gr.Slider(0, 1, value=0, step=1, label="Slice", elem_id="slice")
                     note = gr.Markdown(elem_id="slice-note")
                     no_ref = gr.Markdown(NO_REFERENCE, visible=False, elem_id="no-reference")
-                    with gr.Row():
-                        lr_img = gr.Image(label="LR (cubic)", elem_id="panel-lr", buttons=["fullscreen"], height=260,
-                                          format="png")
-                        sr_img = gr.Image(label="SR", elem_id="panel-sr", buttons=["fullscreen"], height=260, format="png")
-                        hr_img = gr.Image(label="HR", elem_id="panel-hr", buttons=["fullscreen"], height=260, format="png")
-                        err_img = gr.Image(label="|SR − HR|", elem_id="panel-error", buttons=["fullscreen"], height=260,
-                                           format="png")
-                    compare = gr.ImageSlider(label="LR ↔ SR", elem_id="compare", height=420, format="png")
+                    viewer = VolumeViewer(elem_id="viewer")
+                    with gr.Accordion("LR ↔ SR slider (the compare plane's slice)", open=False):
+                        compare = gr.ImageSlider(label="LR ↔ SR", elem_id="compare", height=420, format="png")
                     with gr.Accordion("φ sweep", open=False):
                         sweep = gr.Button("Sweep φ on this slice", elem_id="sweep")
                         gallery = gr.Gallery(label="φ sweep", columns=5, format="png", elem_id="sweep-gallery")
@@ -924,24 +1251,54 @@ def build_app() -> gr.Blocks:
             gr.Markdown(ABOUT)
             card = gr.Markdown(elem_id="model-card")
 
-        view_out = [lr_img, sr_img, hr_img, err_img, compare, note]
-        run_out = [case_state, index, lr_img, sr_img, hr_img, err_img, compare, note, info, metrics, download, warning,
-                   no_ref, card]
+        view_state = gr.State(None)  # per session: the crosshair, window presets, the slices the browser holds
+        view_out = [viewer, view_state, index, compare, note]
+        run_out = [case_state, index, viewer, view_state, compare, note, info, metrics, download, warning, no_ref, card]
         running = run.click(_busy, None, run, queue=False, api_visibility="private").then(
-            on_run, [volume, model_spec, scale, phi, fusion, plane, adapt], run_out, concurrency_limit=1,
-            show_progress_on=[sr_img], api_visibility="private",
+            on_run,
+            [volume, model_spec, scale, phi, fusion, plane, adapt],
+            run_out,
+            concurrency_limit=1,
+            show_progress_on=[viewer],
+            api_visibility="private",
         )
         running.success(_idle, None, run, queue=False, api_visibility="private")
         running.failure(_idle, None, run, queue=False, api_visibility="private")  # .then alone skips failures
-        volume.change(on_new_upload, None, [*run_out[:-1], gallery], queue=False, show_progress="hidden",
-                      api_visibility="private")
-        # always_last: while a slider is dragged only the latest position is drawn
-        index.change(_safe_view, [case_state, model_spec, plane, index, phi], view_out, trigger_mode="always_last",
-                     show_progress_on=[sr_img], api_visibility="private")
-        phi.change(_safe_view, [case_state, model_spec, plane, index, phi], view_out, trigger_mode="always_last",
-                   show_progress_on=[sr_img], api_visibility="private")
-        plane.change(on_plane, [case_state, model_spec, plane, phi], [index, *view_out], show_progress_on=[sr_img],
-                     api_visibility="private")
+        volume.change(
+            on_new_upload, None, [*run_out[:-1], gallery], queue=False, show_progress="hidden", api_visibility="private"
+        )
+        # always_last: while the crosshair is dragged or a slider moved only the latest position is drawn
+        viewer.cursor(
+            on_cursor,
+            [case_state, view_state, model_spec, plane, phi],
+            view_out,
+            trigger_mode="always_last",
+            show_progress="hidden",
+            api_visibility="private",
+        )
+        index.change(
+            on_index,
+            [case_state, view_state, model_spec, plane, index, phi],
+            view_out,
+            trigger_mode="always_last",
+            show_progress="hidden",
+            api_visibility="private",
+        )
+        phi.change(
+            on_phi,
+            [case_state, view_state, model_spec, plane, phi],
+            view_out,
+            trigger_mode="always_last",
+            show_progress_on=[viewer],
+            api_visibility="private",
+        )
+        plane.change(
+            on_plane,
+            [case_state, view_state, model_spec, plane, phi],
+            view_out,
+            show_progress="hidden",
+            api_visibility="private",
+        )
         sweep.click(on_sweep, [case_state, model_spec, plane, index], gallery, api_visibility="private")
         for trigger in (model_spec.change, scale.change):
             trigger(model_card_markdown, [model_spec, scale], card, api_visibility="private")
@@ -956,7 +1313,10 @@ def build_app() -> gr.Blocks:
             api_metrics = gr.JSON()
             api_button = gr.Button()
         api_button.click(
-            super_resolve_api, [api_file, api_scale, api_phi, api_adapt], [api_out, api_metrics], api_name="super_resolve",
+            super_resolve_api,
+            [api_file, api_scale, api_phi, api_adapt],
+            [api_out, api_metrics],
+            api_name="super_resolve",
             concurrency_limit=1,
         )
     return demo
@@ -967,23 +1327,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     ap.add_argument("--share", action="store_true")
-    ap.add_argument("--annotations", help="folder of the reader-study database and label NIfTIs (default: ./annotations)")
     ap.add_argument(
-        "--enable-training", action="store_true",
+        "--annotations", help="folder of the reader-study database and label NIfTIs (default: ./annotations)"
+    )
+    ap.add_argument(
+        "--enable-training",
+        action="store_true",
         help="show the Train tab (runs jobs and reads server paths: never on a public Space; refused with --public)",
     )
-    ap.add_argument("--public", action="store_true",
-                    help="public deployment (env TRANSMRSR_PUBLIC=1): only bundled and allow-listed models, "
-                         "study code for readers, operator code for exports")
-    ap.add_argument("--allow-model", action="append", default=[], metavar="OWNER/NAME",
-                    help="a Hub repo id the Model box may load on a public deployment (repeat; env "
-                         "TRANSMRSR_ALLOWED_MODELS, comma-separated)")
-    ap.add_argument("--model-cache", type=int, help="models kept loaded at once, least recently used dropped "
-                    "(env TRANSMRSR_MODEL_CACHE, default 2)")
-    ap.add_argument("--session-ttl", type=float, help="seconds a session's outputs and uploads live without use "
-                    "(env TRANSMRSR_SESSION_TTL, default 3600)")
-    ap.add_argument("--study-operator", action="store_true",
-                    help="local server: the pooled reader-study summary and exports without an operator code")
+    ap.add_argument(
+        "--public",
+        action="store_true",
+        help="public deployment (env TRANSMRSR_PUBLIC=1): only bundled and allow-listed models, "
+        "study code for readers, operator code for exports",
+    )
+    ap.add_argument(
+        "--allow-model",
+        action="append",
+        default=[],
+        metavar="OWNER/NAME",
+        help="a Hub repo id the Model box may load on a public deployment (repeat; env "
+        "TRANSMRSR_ALLOWED_MODELS, comma-separated)",
+    )
+    ap.add_argument(
+        "--model-cache",
+        type=int,
+        help="models kept loaded at once, least recently used dropped (env TRANSMRSR_MODEL_CACHE, default 2)",
+    )
+    ap.add_argument(
+        "--session-ttl",
+        type=float,
+        help="seconds a session's outputs and uploads live without use (env TRANSMRSR_SESSION_TTL, default 3600)",
+    )
+    ap.add_argument(
+        "--study-operator",
+        action="store_true",
+        help="local server: the pooled reader-study summary and exports without an operator code",
+    )
     return ap.parse_args(argv)
 
 
@@ -1011,8 +1391,12 @@ def main() -> None:
     SESSIONS.start_sweeper()
     demo = build_app()
     demo.queue(default_concurrency_limit=2, max_size=16).launch(
-        server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD,
-        allowed_paths=[str(SESSIONS.root)], css=CSS,
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        max_file_size=MAX_UPLOAD,
+        allowed_paths=[str(SESSIONS.root)],
+        css=CSS,
     )
 
 

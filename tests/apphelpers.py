@@ -90,3 +90,9 @@ def gzip_bomb(path: Path) -> Path:
             fh.write(b"\x00" * (4 << 20))
     assert path.stat().st_size < 100_000
     return path
+
+
+def viewer_panel(layer: str) -> str:
+    """CSS selector of the viewer's canvas(es) of ``layer`` (``lr``, ``sr``, ``hr``, ``error``): there
+    once a run's result is drawn, gone when the page is cleared."""
+    return f"#viewer .vv-cell[data-layer='{layer}'] canvas"

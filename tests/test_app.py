@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from apphelpers import App, app_env
+from apphelpers import App, app_env, viewer_panel
 from transmrsr import TransMRSR
 from transmrsr.studio import panels, phi_sweep, reader_image, reader_items, run_case
 
@@ -118,19 +118,19 @@ def test_browser_upload_run_and_view(server, browser, t1_crop):
     page.goto(server)
     page.locator("#volume-upload input[type=file]").set_input_files(str(t1_crop))
     page.locator("#run").click()
-    for panel in ("panel-lr", "panel-sr", "panel-hr", "panel-error"):
-        expect(page.locator(f"#{panel} img")).to_be_visible(timeout=120_000)
+    for panel in ("lr", "sr", "hr", "error"):
+        expect(page.locator(viewer_panel(panel))).to_be_visible(timeout=120_000)
     expect(page.locator("#case-info")).to_contain_text("simulated from the isotropic upload", timeout=30_000)
     expect(page.locator("#metrics")).to_contain_text("TransMRSR")
     expect(page.locator("#slice-note")).to_contain_text("slice 28 of 56")
-    sr_before = page.locator("#panel-sr img").get_attribute("src")
+    sr_before = page.locator(viewer_panel("sr")).get_attribute("data-tag")  # the slice drawn (index:φ)
 
     _enter_number(page, "slice", "10")
     expect(page.locator("#slice-note")).to_contain_text("slice 10 of 56", timeout=60_000)
-    expect(page.locator("#panel-sr img")).not_to_have_attribute("src", sr_before, timeout=60_000)
+    expect(page.locator(viewer_panel("sr"))).not_to_have_attribute("data-tag", sr_before, timeout=60_000)
 
-    sr_slice10 = page.locator("#panel-sr img").get_attribute("src")
+    sr_slice10 = page.locator(viewer_panel("sr")).get_attribute("data-tag")
     _enter_number(page, "phi", "0")
-    expect(page.locator("#slice-note")).to_contain_text("recomputed for this slice", timeout=60_000)
-    expect(page.locator("#panel-sr img")).not_to_have_attribute("src", sr_slice10, timeout=60_000)
+    expect(page.locator("#slice-note")).to_contain_text("recomputed live", timeout=60_000)
+    expect(page.locator(viewer_panel("sr"))).not_to_have_attribute("data-tag", sr_slice10, timeout=60_000)
     page.close()

@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from apphelpers import App
+from apphelpers import App, viewer_panel
 from transmrsr.annotations import AnnotationStore, Reading
 from transmrsr.studio import Case, painted_region, reader_image, reader_items
 
@@ -104,7 +104,7 @@ def test_blinded_reading_with_a_painted_region_survives_a_restart(app, browser, 
     page.goto(app.url)
     page.locator("#volume-upload input[type=file]").set_input_files(str(t1_crop))
     page.locator("#run").click()
-    expect(page.locator("#panel-sr img")).to_be_visible(timeout=120_000)
+    expect(page.locator(viewer_panel("sr"))).to_be_visible(timeout=120_000)
     page.get_by_role("tab", name="Annotate").click()
     expect(page.locator("#ann-status")).to_contain_text("coronal slice 28 of 56", timeout=60_000)
     expect(page.locator("#ann-image-a img")).to_be_visible()

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from apphelpers import REPO, App, app_env
+from apphelpers import REPO, App, app_env, viewer_panel
 
 SCREENSHOT = REPO / "docs" / "super-resolve-tab.png"
 
@@ -53,11 +53,11 @@ def test_example_with_bundled_weights_and_bad_upload(shipped_app, browser, tmp_p
     page.locator("#scale").get_by_text("8", exact=True).click()
     page.locator("#run").click()
     # the four panels, or (failing fast) an error message
-    done = page.locator("#panel-error img").or_(page.locator(".toast-body"))
+    done = page.locator(viewer_panel("error")).or_(page.locator(".toast-body"))
     expect(done.first).to_be_visible(timeout=600_000)
     assert page.locator(".toast-body").count() == 0, page.locator(".toast-body").all_inner_texts() + [shipped_app.log()]
-    for panel in ("panel-lr", "panel-sr", "panel-hr", "panel-error"):
-        expect(page.locator(f"#{panel} img")).to_be_visible(timeout=30_000)
+    for panel in ("lr", "sr", "hr", "error"):
+        expect(page.locator(viewer_panel(panel))).to_be_visible(timeout=30_000)
     expect(page.locator("#case-info")).to_contain_text("×8", timeout=30_000)
     expect(page.locator("#metrics")).to_contain_text("cubic")
     # the shipped x8 model beats cubic interpolation on the held-out subject, as its card says
@@ -85,6 +85,6 @@ def test_example_with_bundled_weights_and_bad_upload(shipped_app, browser, tmp_p
     expect(toast.first).to_contain_text("scan.nii.gz", timeout=60_000)
     expect(toast.first).to_contain_text(re.compile("NIfTI"))
     assert "Traceback" not in page.content() and "/tmp/" not in toast.first.inner_text()
-    expect(page.locator("#panel-sr img")).to_have_count(0)
+    expect(page.locator(viewer_panel("sr"))).to_have_count(0)
     expect(page.locator("#run")).to_be_enabled()
     page.close()

@@ -11,10 +11,12 @@ import urllib.request
 import numpy as np
 import pytest
 
-from apphelpers import App, app_env
+from apphelpers import App, app_env, viewer_panel
 from transmrsr import TransMRSR
 from transmrsr.inference import simulate_file
-from transmrsr.studio import panels, run_case
+from transmrsr.mpr import Orientation
+from transmrsr.studio import run_case
+from transmrsr.viewer import to_rgb, window
 
 VIEWPORT = {"width": 1280, "height": 800}
 
@@ -64,25 +66,30 @@ def test_run_progress_layout_panels_and_slider(server, browser, tiny_dir, t1_cro
     expect(run).to_be_disabled(timeout=10_000)
     expect(page.locator(".progress-level-inner").filter(has_text="ETA")).to_have_count(1, timeout=60_000)
     assert page.locator(".progress-bar").count() == 1
-    expect(page.locator("#panel-sr img")).to_be_visible(timeout=120_000)
+    expect(page.locator(viewer_panel("sr"))).to_be_visible(timeout=120_000)
     expect(run).to_be_enabled(timeout=30_000)
 
     # results without scrolling at 1280×800: the SR panel and the metrics table
-    for elem in ("#panel-sr img", "#metrics"):
+    for elem in (viewer_panel("sr"), "#metrics"):
         b = page.locator(elem).bounding_box()
         assert b["y"] >= 0 and b["y"] + min(b["height"], 120) <= VIEWPORT["height"], f"{elem} needs scrolling: {b}"
     header = page.locator("#metrics thead, #metrics [role=columnheader]").first.inner_text()
     assert header.index("PSNR mask") < header.index("PSNR (dB)"), header
 
-    # lossless PNG panels: the LR panel is exactly the picture the package draws
-    fmt, shown = _png(page.locator("#panel-lr img").get_attribute("src"))
+    # the LR ↔ SR slider (in its accordion): lossless PNG, its LR layer exactly the picture the package
+    # draws of the compare plane's slice, oriented as the viewer shows it (radiological)
+    page.get_by_text("LR ↔ SR slider", exact=False).first.click()
+    imgs = page.locator("#compare img")
+    expect(imgs).to_have_count(2, timeout=30_000)
+    fmt, shown = _png(imgs.nth(0).get_attribute("src"))
     assert fmt == "PNG"
     model = TransMRSR.from_pretrained(tiny_dir)
     case = run_case(t1_crop, model, tmp_path / "local", scale=4, phi=0.9, fusion=False)
-    assert np.array_equal(shown, panels(case, model, "coronal", 28)["lr"])
+    orient = Orientation(case.affine, case.shape)
+    lr = orient.display(np.take(case.interp, 28, axis=orient.planes["coronal"].axis), "coronal")
+    assert np.array_equal(shown, to_rgb(window(lr, *case.window), orient.planes["coronal"].spacing))
 
     # the LR ↔ SR slider: both layers on the same pixels, the whole picture inside the component
-    imgs = page.locator("#compare img")
     expect(imgs).to_have_count(2)
     a, b = _shown_rect(imgs.nth(0)), _shown_rect(imgs.nth(1))
     assert np.allclose(a, b, atol=1.0), (a, b)
@@ -99,7 +106,7 @@ def test_run_progress_layout_panels_and_slider(server, browser, tiny_dir, t1_cro
     other = tmp_path / "other.nii.gz"
     other.write_bytes(t1_crop.read_bytes())
     page.locator("#volume-upload input[type=file]").set_input_files(str(other))
-    expect(page.locator("#panel-sr img")).to_have_count(0, timeout=30_000)
+    expect(page.locator(viewer_panel("sr"))).to_have_count(0, timeout=30_000)
     expect(page.locator("#sweep-gallery img")).to_have_count(0)
     expect(page.locator("#metrics")).not_to_contain_text("TransMRSR")
     expect(page.locator("#download")).not_to_contain_text("t1_crop_sr")
@@ -117,11 +124,11 @@ def test_thick_upload_says_there_is_no_reference_and_warns_out_of_range(server, 
     page.locator("#volume-upload input[type=file]").set_input_files(str(lr))
     expect(page.locator("#volume-upload")).to_contain_text("T2w", timeout=30_000)
     page.locator("#run").click()
-    expect(page.locator("#panel-sr img")).to_be_visible(timeout=120_000)
+    expect(page.locator(viewer_panel("sr"))).to_be_visible(timeout=120_000)
     expect(page.locator("#no-reference")).to_be_visible()
     expect(page.locator("#no-reference")).to_contain_text("No HR reference")
-    expect(page.locator("#panel-hr")).to_be_hidden()
-    expect(page.locator("#panel-error")).to_be_hidden()
+    expect(page.locator(viewer_panel("hr"))).to_have_count(0)
+    expect(page.locator(viewer_panel("error"))).to_have_count(0)
     warning = page.locator("#input-warning")
     expect(warning).to_be_visible()
     expect(warning).to_contain_text("T1-weighted")

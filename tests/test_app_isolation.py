@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from apphelpers import REPO, App, app_env
+from apphelpers import REPO, App, app_env, viewer_panel
 from transmrsr.serving import (
     BUNDLED,
     FactorNotServed,
@@ -97,7 +97,7 @@ def test_closing_the_tab_deletes_the_session_folder(server, browser, t1_crop, tm
     page.goto(server.url)
     page.locator("#volume-upload input[type=file]").set_input_files(str(t1_crop))
     page.locator("#run").click()
-    expect(page.locator("#panel-sr img")).to_be_visible(timeout=120_000)
+    expect(page.locator(viewer_panel("sr"))).to_be_visible(timeout=120_000)
     mine = set(os.listdir(sessions)) - before
     assert len(mine) == 1 and any((sessions / n).iterdir() for n in mine)
     uploads = list((server.work / "gradio-cache").rglob(own.name))
@@ -188,7 +188,7 @@ def test_session_end_frees_the_case_in_memory(tiny_dir, browser, t1_crop, tmp_pa
         page.goto(f"http://127.0.0.1:{port}/")
         page.locator("#volume-upload input[type=file]").set_input_files(str(t1_crop))
         page.locator("#run").click()
-        expect(page.locator("#panel-sr img")).to_be_visible(timeout=120_000)
+        expect(page.locator(viewer_panel("sr"))).to_be_visible(timeout=120_000)
         (sid,) = appmod.SESSIONS.sessions()
         case = weakref.ref(next(iter(appmod.SESSIONS._sessions[sid]["cases"].values())))
         assert case() is not None and case().sr.nbytes > 0

@@ -82,10 +82,10 @@ def inprocess_app(tiny_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(appmod, "MODELS", ModelRegistry(ModelPolicy(REPO / "checkpoints", default=str(tiny_dir))))
     monkeypatch.setattr(appmod, "SESSIONS", SessionRegistry(tmp_path / "sessions"))
 
-    def broken_panels(*args, **kwargs):
+    def broken_viewer(*args, **kwargs):
         raise RuntimeError("the slice renderer failed")
 
-    monkeypatch.setattr(appmod, "panels", broken_panels)
+    monkeypatch.setattr(appmod, "viewer_payload", broken_viewer)
     demo = appmod.build_app()
     port = free_port()
     demo.queue().launch(server_port=port, prevent_thread_lock=True, quiet=True,

@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from apphelpers import App, app_env
+from apphelpers import App, app_env, viewer_panel
 from transmrsr.annotations import COLUMNS, AnnotationStore, Reading
 
 STUDY, OPERATOR = "reader-code-7", "operator-code-9"
@@ -123,7 +123,7 @@ def test_public_reader_study_is_blind_coded_and_recorded(public_app, browser, t1
     page.goto(public_app.url)
     page.locator("#volume-upload input[type=file]").set_input_files(str(t1_crop))
     page.locator("#run").click()
-    expect(page.locator("#panel-sr img")).to_be_visible(timeout=120_000)
+    expect(page.locator(viewer_panel("sr"))).to_be_visible(timeout=120_000)
     page.get_by_role("tab", name="Annotate").click()
     expect(page.locator("#ann-status")).to_contain_text("coronal slice 28 of 56", timeout=60_000)
     page.locator("#ann-reader input, #ann-reader textarea").first.fill("Dr. Blind")
