@@ -3,7 +3,8 @@
 Sub-commands:
 
 * ``transmrsr sr INPUT OUTPUT [--model M] [--phi F] [--scale R] [--axis A] [--no-fusion] [--device D] [--batch-size B]
-  [--adapt [--adapt-steps N] [--seed S]]`` — any factor 1.5 to 10 (README, "Any slice thickness")
+  [--adapt [--adapt-steps N] [--seed S]]`` — any factor 1.5 to 10 (docs/user-guide.md, "Any slice thickness");
+  ``[--consistency PATH] [--uncertainty PATH [--uncertainty-method M]]``: trust maps (docs/trust.md)
 * ``transmrsr simulate HR LR --scale R --axis A [--profile box|gaussian]``
 * ``transmrsr evaluate SR HR [--mask M] [--lr LR | --scale R --axis A] [--dice] [--json] [--protocol ours|authors]
   [--slice-axis N]``
@@ -83,7 +84,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Bundled default weights, one folder per scale (see checkpoints/README.md).
+#: Bundled default weights, one folder per scale (their model cards: checkpoints/*/README.md).
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
@@ -267,16 +268,22 @@ def _cmd_sr(args: argparse.Namespace) -> int:
         return _sr_dicom(args)
     info = read_header(args.input)  # header only: nothing is allocated for a refused file
     check_output_file(args.output, [args.input])
+    trust_paths = _check_trust_args(args)
     declared = header_factor(info)
     factor = args.scale if args.scale is not None else (declared[1] if declared else None)
     if factor is not None:
         check_scale(factor, args.input, what="the slice-thickness factor" if args.scale is None else "--scale")
         check_output_size(info, factor)
     vol = load_volume(args.input)
+    from .trust import input_range_warnings
+
+    # far from the training data (geometry always; contrast only for the bundled T1 weights)
+    for text in input_range_warnings(vol.data, vol.affine, args.axis, contrast=not args.model):
+        print(f"warning: {os.path.basename(str(args.input))}: {text}", file=sys.stderr)
     if not args.model:  # the bundled weights are T1: say so when the file says it is something else
         from .studio import contrast_guess
 
-        hint = contrast_guess(os.path.basename(str(args.input)), info.header if hasattr(info, "header") else None)
+        hint = contrast_guess(os.path.basename(str(args.input)), info.header if hasattr(info, "header") else None, sidecar=str(args.input))
         if hint:
             print(f"warning: {os.path.basename(str(args.input))} does not look T1-weighted ({hint}); the bundled "
                   "weights are trained on T1 only, the result may be wrong", file=sys.stderr)
@@ -296,21 +303,25 @@ def _cmd_sr(args: argparse.Namespace) -> int:
         bar = tqdm(total=args.adapt_steps, unit="step", desc="adapting", disable=args.quiet, leave=False)
         adapt = AdaptOptions(steps=args.adapt_steps, seed=args.seed, progress=lambda i, n: bar.update(1))
     t0 = time.perf_counter()
+    maps = None
     try:
-        result = super_resolve_acquisition_file(
-            vol,
-            args.output,
-            lambda m: model,
-            served=served,
-            axis=args.axis,
-            scale=args.scale,
-            adapt=adapt,
-            phi=args.phi,
-            **({} if args.fusion is None else {"fusion": args.fusion}),
-            device=args.device,
-            batch_size=args.batch_size,
-            show_progress=not args.quiet,
-        )
+        if trust_paths:
+            result, maps = _sr_with_trust(args, vol, acq, model, served, adapt)
+        else:
+            result = super_resolve_acquisition_file(
+                vol,
+                args.output,
+                lambda m: model,
+                served=served,
+                axis=args.axis,
+                scale=args.scale,
+                adapt=adapt,
+                phi=args.phi,
+                **({} if args.fusion is None else {"fusion": args.fusion}),
+                device=args.device,
+                batch_size=args.batch_size,
+                show_progress=not args.quiet,
+            )
     finally:
         if args.adapt:
             bar.close()
@@ -320,7 +331,86 @@ def _cmd_sr(args: argparse.Namespace) -> int:
             f"{args.output}: {result.sr.shape} voxels, axis {acq.axis} x{acq.factor:g} (x{plan.model_factor} model, "
             f"{plan.strategy}){note}, {result.slices_run} slices run in {time.perf_counter() - t0:.1f} s"
         )
+        if maps is not None and args.consistency:
+            print(f"{args.consistency}: consistency, {maps.consistency.describe()}; cubic interpolation: "
+                  f"{100 * maps.consistency_cubic.relative:.2f} %")
+        if maps is not None and maps.uncertainty is not None:
+            print(f"{args.uncertainty}: uncertainty ({maps.method}, {maps.extra_runs} extra run(s) in "
+                  f"{maps.seconds.get('uncertainty', 0.0):.1f} s)")
     return 0
+
+
+def _trust_side_path(path: str | os.PathLike) -> Path:
+    """Where ``--consistency PATH`` puts the input-grid map: ``PATH`` with ``_lrgrid`` before the extension."""
+    p = Path(path)
+    name = p.name
+    ext = next((e for e in (".nii.gz", ".nii") if name.lower().endswith(e)), "")
+    return p.with_name(name[: len(name) - len(ext)] + "_lrgrid" + name[len(name) - len(ext):])
+
+
+def _check_trust_args(args: argparse.Namespace) -> list[Path]:
+    """Check ``--consistency`` / ``--uncertainty`` / ``--uncertainty-method`` before any work; return
+    the paths that will be written besides OUTPUT (empty when neither is asked)."""
+    from .trust import DEFAULT_UNCERTAINTY, UNCERTAINTY_METHODS
+
+    method = getattr(args, "uncertainty_method", None)
+    if method is not None and method not in UNCERTAINTY_METHODS:
+        raise ValueError(f"--uncertainty-method {method!r} is not one of {', '.join(UNCERTAINTY_METHODS)}")
+    if method is not None and not getattr(args, "uncertainty", None):
+        raise ValueError("--uncertainty-method needs --uncertainty PATH")
+    paths: list[Path] = []
+    if getattr(args, "consistency", None):
+        paths += [Path(args.consistency), _trust_side_path(args.consistency)]
+    if getattr(args, "uncertainty", None):
+        if (method or DEFAULT_UNCERTAINTY) == "planes" and args.fusion is False:
+            raise ValueError("--uncertainty-method planes compares the two fused planes; it cannot run with --no-fusion")
+        paths.append(Path(args.uncertainty))
+    taken = [Path(args.output)]
+    for p in paths:
+        check_output_file(p, [args.input])
+        if any(_same_file(p, q) for q in taken):
+            raise ValueError(f"{p}: named twice among the outputs (SR, --consistency, --uncertainty); give each its own name")
+        taken.append(p)
+    return paths
+
+
+def _sr_with_trust(args: argparse.Namespace, vol, acq, model, served, adapt):
+    """``sr`` with ``--consistency`` / ``--uncertainty``: the same SR (written to OUTPUT as without
+    them) and its trust maps (:mod:`transmrsr.trust`); all outputs are written, or none."""
+    from .data.io import save_volume
+    from .trust import DEFAULT_UNCERTAINTY, super_resolve_with_trust
+
+    method = (args.uncertainty_method or DEFAULT_UNCERTAINTY) if args.uncertainty else None
+    result, maps = super_resolve_with_trust(
+        lambda m: model, vol.data, acq, uncertainty=method, served=served, adapt=adapt, phi=args.phi,
+        **({} if args.fusion is None else {"fusion": args.fusion}),
+        device=args.device, batch_size=args.batch_size, show_progress=not args.quiet,
+    )
+    sr_affine = acq.output_affine(vol.affine)
+
+    def header(text: str):
+        h = vol.header.copy()
+        h["descrip"] = text[:79].encode()  # a map is not a simulated scan: drop the input's tag
+        h["cal_min"], h["cal_max"] = 0.0, 0.0
+        return h
+
+    written: list[Path] = []
+    try:
+        save_volume(args.output, result.sr, sr_affine, header=vol.header)
+        written.append(Path(args.output))
+        if args.consistency:
+            rel = f"transmrsr consistency |degrade(SR)-LR| rel={maps.consistency.relative:.4f}"
+            save_volume(args.consistency, maps.consistency_sr, sr_affine, header=header(rel))
+            written.append(Path(args.consistency))
+            save_volume(_trust_side_path(args.consistency), maps.consistency_lr, vol.affine, header=header(rel))
+            written.append(_trust_side_path(args.consistency))
+        if args.uncertainty:
+            save_volume(args.uncertainty, maps.uncertainty, sr_affine, header=header(f"transmrsr uncertainty {method}"))
+    except BaseException:
+        for p in written:  # all outputs or none
+            p.unlink(missing_ok=True)
+        raise
+    return result, maps
 
 
 def _cmd_sr_dataset(args: argparse.Namespace) -> int:
@@ -530,6 +620,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--series", help="DICOM input holding several series: the one to use (series number or description)",
     )
     sr.add_argument("--dicom-out", help="DICOM input: also write the SR as a derived DICOM series into this new folder")
+    sr.add_argument(
+        "--consistency", metavar="PATH",
+        help="also write |degrade(SR) - input| (the scan's own acquisition model applied to the SR) on the SR grid to "
+        "PATH and on the input grid to PATH with '_lrgrid' before the extension; prints a summary (docs/trust.md)",
+    )
+    sr.add_argument(
+        "--uncertainty", metavar="PATH",
+        help="also write a per-voxel uncertainty map on the SR grid (spread of runs that should agree; docs/trust.md)",
+    )
+    sr.add_argument(
+        "--uncertainty-method", default=None, metavar="M",
+        help="runs behind --uncertainty: planes (free with fusion), flips (+1 run), phi (+2 runs), planes+flips "
+        "(+1 run; the default)",
+    )
     sr.set_defaults(func=_cmd_sr)
 
     sim = sub.add_parser("simulate", help="make a thick-slice volume from a high-resolution one")

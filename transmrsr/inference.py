@@ -39,6 +39,9 @@ class SRResult:
         slice_axes: the voxel axes the slices were taken along (one, or two with fusion).
         slices_run: how many slices went through the network (background slices are skipped).
         canvas: ``"pad"`` when every slice fits the canvas, else ``"tiles"``.
+        planes: with ``keep_planes=True``, the SR of each plane of ``slice_axes`` before they are
+            averaged (same shape and units as ``sr``, each clipped like it); else empty. The
+            trust layer's uncertainty (:mod:`transmrsr.trust`) reads their disagreement.
     """
 
     sr: np.ndarray
@@ -46,6 +49,7 @@ class SRResult:
     slice_axes: tuple[int, ...]
     slices_run: int
     canvas: str
+    planes: tuple[np.ndarray, ...] = ()
 
 
 def default_slice_axis(axis: int) -> int:
@@ -176,6 +180,7 @@ def super_resolve(
     background: float = 0.01,
     progress: ProgressCallback | None = None,
     show_progress: bool = True,
+    keep_planes: bool = False,
 ) -> SRResult:
     """Super-resolve a thick-slice volume ``lr (X, Y, Z)`` along voxel axis ``axis`` by ``factor``
     (an integer, or any real factor >= 1: the cubic start is then sampled at the thin positions of
@@ -191,6 +196,7 @@ def super_resolve(
             (default: a sixteenth of the canvas, at least 4).
         background: slices whose scaled maximum is at most this are not run.
         progress: called as ``progress(done, total)`` in slices.
+        keep_planes: also return each plane's SR (:attr:`SRResult.planes`); ``sr`` is unchanged.
     Returns:
         :class:`SRResult` in the input's intensity units.
     """
@@ -226,12 +232,14 @@ def super_resolve(
         bar.close()
     sr = results[0] if len(results) == 1 else np.mean(results, axis=0)
     sr = np.clip(sr, 0.0, None)  # intensities never fall below the volume's minimum
+    planes = tuple(scaler.inverse(np.clip(p, 0.0, None)) for p in results) if keep_planes else ()
     return SRResult(
         sr=scaler.inverse(sr),
         interpolated=scaler.inverse(interp),
         slice_axes=slice_axes,
         slices_run=slices_run,
         canvas="tiles" if tiled else "pad",
+        planes=planes,
     )
 
 
@@ -351,7 +359,7 @@ def super_resolve_slices(
 #: Supported range of the thick-axis factor (slice spacing over the output voxel size).
 MIN_FACTOR, MAX_FACTOR = 1.5, 10.0
 
-#: How a factor ``r`` is served by models trained at integer factors ``m`` (see the README):
+#: How a factor ``r`` is served by models trained at integer factors ``m`` (see docs/user-guide.md, "Any slice thickness"):
 #:
 #: * ``"grid"``: the in-plane axes are resampled (cubic) to ``spacing / m`` with ``m`` the
 #:   smallest served factor >= ``r`` (the largest when none is), so the thick axis is exactly
@@ -570,6 +578,8 @@ class AcquisitionResult:
         slices_run: slices that went through the network.
         adapt: the adaptation's report (``None`` without adaptation).
         seconds: wall time of adaptation and of super-resolution.
+        planes: with ``keep_planes=True`` (passed on to :func:`super_resolve`), each plane's SR on
+            the output grid, clipped like ``sr``; else empty.
     """
 
     sr: np.ndarray
@@ -579,6 +589,7 @@ class AcquisitionResult:
     slices_run: int
     adapt: AdaptReport | None = None
     seconds: dict[str, float] | None = None
+    planes: tuple[np.ndarray, ...] = ()
 
 
 def cubic_to_output(data: np.ndarray, acq: Acquisition) -> np.ndarray:
@@ -670,10 +681,11 @@ def super_resolve_acquisition(
     shape = acq.output_shape(np.shape(data))
     sr = to_output_grid(res.sr, acq, plan, shape)
     sr = np.maximum(sr, float(np.min(data)))
+    planes = tuple(np.maximum(to_output_grid(p, acq, plan, shape), float(np.min(data))) for p in res.planes)
     seconds["sr"] = time.perf_counter() - t0
     return AcquisitionResult(
         sr=sr, cubic=cubic_to_output(data, acq), acquisition=acq, plan=plan, slices_run=res.slices_run,
-        adapt=report, seconds=seconds,
+        adapt=report, seconds=seconds, planes=planes,
     )
 
 
