@@ -507,16 +507,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_train_gan(args: argparse.Namespace) -> int:
     from .config import GANTrainConfig
+    from .options import from_args
     from .training import train_gan
 
     check_output_folder(args.out)
-    opts = GANTrainConfig(
-        data=args.data, out=args.out, preset=args.preset, img_size=args.img_size, batch_size=args.batch_size,
-        max_steps=args.max_steps, resume=args.resume, seed=args.seed, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
-        lr_g=args.lr_g, lr_d=args.lr_d, augment=not args.no_augment, log_every=args.log_every,
-        val_fraction=args.val_fraction,
-    )
-    train_gan(opts)
+    train_gan(from_args(GANTrainConfig, args))
     return 0
 
 
@@ -531,21 +526,14 @@ def _cmd_fit_centroids(args: argparse.Namespace) -> int:
 def _cmd_train_sr(args: argparse.Namespace) -> int:
     from .config import SRTrainConfig
     from .data.io import check_scale
+    from .options import from_args
     from .training import train_sr
 
     check_scale(args.scale, args.data)
     check_output_folder(args.out)
-    if args.no_perceptual:
+    if not args.perceptual:
         print("train-sr: perceptual terms off (--no-perceptual): the loss is L1 only; recorded in log.jsonl and the model card")
-    opts = SRTrainConfig(
-        data=args.data, out=args.out, gan=args.gan or "", init=args.init or "", preset=args.preset, img_size=args.img_size, scale=args.scale, thick_axis=args.axis,
-        profile=args.profile, batch_size=args.batch_size, max_steps=args.max_steps, epochs=args.epochs, lr=args.lr,
-        phi=args.phi, perceptual=not args.no_perceptual, vgg_weights=args.vgg_weights, resume=args.resume,
-        ablation=args.ablation, seed=args.seed, checkpoint_every=args.checkpoint_every, augment=not args.no_augment,
-        log_every=args.log_every, val_fraction=args.val_fraction, lr_step_epochs=args.lr_step_epochs, arch=args.arch,
-        val_data=args.val_data or "", acquisition=args.acquisition,
-    )
-    train_sr(opts)
+    train_sr(from_args(SRTrainConfig, args))
     return 0
 
 
@@ -666,28 +654,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.set_defaults(func=_cmd_evaluate)
 
-    def train_common(p: argparse.ArgumentParser, steps_default: int | None) -> None:
-        p.add_argument("--data", required=True, help="folder of HR .nii / .nii.gz volumes (searched recursively)")
-        p.add_argument("--out", required=True, help="output folder (weights, training_state.pt, log.jsonl)")
-        p.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
-        p.add_argument("--batch-size", type=int, default=6)
-        p.add_argument("--img-size", type=int, help="training canvas in pixels, a power of two (default: the preset's, 256 for small)")
-        p.add_argument("--max-steps", type=int, default=steps_default)
-        p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
-        p.add_argument("--log-every", type=int, default=10, help="steps between log.jsonl records")
-        p.add_argument("--no-augment", action="store_true", help="no flips / transpose / intensity augmentation")
+    # the training flags, their defaults, choices and help come from the config dataclasses (transmrsr.options)
+    from .config import GANTrainConfig, SRTrainConfig
+    from .options import add_arguments
 
     gan = sub.add_parser("train-gan", help="stage 1: train the StyleSwin generative prior on HR slices")
-    train_common(gan, 10000)
-    gan.add_argument("--lr-g", type=float, default=2e-4)
-    gan.add_argument("--lr-d", type=float, default=2e-4)
-    gan.add_argument("--sample-every", type=int, default=500, help="steps between sample grids (samples/)")
-    gan.add_argument(
-        "--val-fraction", type=float, default=0.0,
-        help="share of volumes left out of stage 1 (it has no validation loop; default 0: all volumes train)",
-    )
+    add_arguments(gan, GANTrainConfig, required=("data", "out"))
     gan.set_defaults(func=_cmd_train_gan)
 
     cen = sub.add_parser("fit-centroids", help="fit the truncation centroids of a stage-1 generator")
@@ -698,43 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     cen.set_defaults(func=_cmd_fit_centroids)
 
     tsr = sub.add_parser("train-sr", help="stage 2: fine-tune TransMRSR for super-resolution")
-    train_common(tsr, None)
-    tsr.add_argument("--gan", help="stage-1 output folder (the generative prior and its centroids)")
-    tsr.add_argument(
-        "--init", help="fine-tune this saved SR model (folder or Hub id; same preset, canvas and ablation) "
-        "instead of starting from the prior, e.g. checkpoints/transmrsr-small-t1-x4",
-    )
-    tsr.add_argument("--scale", type=int, required=True, help="slice-thickness factor, e.g. 4 or 8")
-    tsr.add_argument("--axis", type=int, default=2, help="thick axis used to simulate training pairs (default 2)")
-    tsr.add_argument("--profile", default="box", choices=["box", "gaussian"])
-    tsr.add_argument("--epochs", type=int, default=100)
-    tsr.add_argument("--lr", type=float, default=1e-4)
-    tsr.add_argument("--lr-step-epochs", type=int, default=30, help="halve the learning rate every this many epochs")
-    tsr.add_argument(
-        "--val-fraction", type=float, default=0.2,
-        help="share of subjects held out for validation / early stopping; 0: none, train on all (default 0.2)",
-    )
-    tsr.add_argument(
-        "--val-data", help="folder of validation volumes (e.g. prepare-public's val/): every --data volume trains",
-    )
-    tsr.add_argument(
-        "--acquisition", default="box", choices=["box", "realistic"],
-        help="simulated acquisitions: box (--profile, no gaps) or realistic (box and Gaussian profiles, gaps, "
-        "8/12-bit inputs)",
-    )
-    tsr.add_argument("--phi", type=float, default=None, help="truncation level used in training (default: preset's)")
-    tsr.add_argument("--no-perceptual", action="store_true", help="L1 only: skip the VGG19 content/style terms")
-    tsr.add_argument("--vgg-weights", help="VGG19 safetensors file or folder (default: timm/vgg19.tv_in1k via the Hub)")
-    tsr.add_argument(
-        "--ablation", choices=["no-gp", "no-sdt", "no-mref", "no-sc", "frozen-gp"],
-        help="the paper's ablations (docs/deviations.md): no-gp (random decoder, no SDT), no-sdt, no-mref (no CWSS), "
-        "no-sc (no skip, no global residual), frozen-gp (Table 4: the pretrained decoder frozen; needs --gan)",
-    )
-    tsr.add_argument(
-        "--arch", default="transmrsr", choices=["transmrsr", "edsr"],
-        help="network: transmrsr (default) or edsr, the CNN baseline trained with the same data, loss and schedule "
-        "(--gan and --phi are not used)",
-    )
+    add_arguments(tsr, SRTrainConfig, required=("data", "out", "scale"))
     tsr.set_defaults(func=_cmd_train_sr)
 
     ixi = sub.add_parser("prepare-ixi", help="IXI T1/T2 tarballs -> 1 mm 182x218x181 MNI-grid volumes")

@@ -422,23 +422,38 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 # ---------------------------------------------------------------------- training options
+def option(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None, **kw: Any) -> Any:
+    """A training option: a dataclass field that is also a command-line flag.
+
+    The field's name gives the flag (``batch_size`` -> ``--batch-size``) unless ``flag`` says otherwise; its
+    default, type, ``choices`` and ``help`` are the CLI's (:mod:`transmrsr.options` builds the parsers, the CLI
+    commands and the Train tab's job specs from these fields, so an option is declared once, here). A boolean
+    whose default is True becomes ``--no-<name>``. Fields made with plain ``field`` or a bare default stay
+    library-only (recipe constants such as the loss weights)."""
+    meta = {"help": help, "flag": flag, "choices": choices}
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
 @dataclass
 class TrainCommon:
     """Options shared by both training stages."""
 
-    data: str = ""
-    out: str = ""
-    preset: str = "small"
-    img_size: int | None = None  # training canvas; None: the preset's (smaller canvases are cheaper)
-    batch_size: int = 6
-    max_steps: int | None = None
-    val_fraction: float = 0.2
-    seed: int = 0
-    resume: bool = False
-    checkpoint_every: int = 200
-    log_every: int = 10
+    data: str = option("", "folder of HR .nii / .nii.gz volumes (searched recursively)")
+    out: str = option("", "output folder (weights, training_state.pt, log.jsonl)")
+    preset: str = option("small", "network preset", choices=("tiny", "small", "paper"))
+    # training canvas; None: the preset's (smaller canvases are cheaper)
+    img_size: int | None = option(None, "training canvas in pixels, a power of two (default: the preset's, 256 for small)")
+    batch_size: int = option(6, "slices per step")
+    max_steps: int | None = option(None, "stop after this many steps")
+    val_fraction: float = option(0.2, "share of subjects held out for validation / early stopping; 0: none, train on all")
+    seed: int = option(0, "random seed (sampling, augmentation, initialisation)")
+    resume: bool = option(False, "continue the run saved in --out")
+    checkpoint_every: int = option(200, "steps between checkpoints")
+    log_every: int = option(10, "steps between log.jsonl records")
     num_workers: int = 0
-    augment: bool = True
+    augment: bool = option(True, "flips / transpose / intensity augmentation")
 
     def model_config(self, **overrides: Any) -> TransMRSRConfig:
         """The network config for this run: the preset at ``img_size`` plus ``overrides``."""
@@ -451,66 +466,95 @@ class TrainCommon:
 class GANTrainConfig(TrainCommon):
     """Stage 1 (StyleSwin GAN on HR slices of all three planes); StyleSwin's defaults."""
 
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
+    lr_g: float = option(2e-4, "generator learning rate")
+    lr_d: float = option(2e-4, "discriminator learning rate")
     betas: tuple[float, float] = (0.0, 0.99)
     r1_gamma: float = 10.0
     r1_every: int = 16
     ema_decay: float = 0.999
-    sample_every: int = 500
-    max_steps: int | None = 10000
+    sample_every: int = option(500, "steps between sample grids (samples/)")
+    max_steps: int | None = option(10000, "stop after this many steps")
     # stage 1 has no validation: every volume under ``data`` trains unless a fraction is held out
-    val_fraction: float = 0.0
+    val_fraction: float = option(
+        0.0, "share of volumes left out of stage 1 (it has no validation loop; default 0: all volumes train)"
+    )
+
+
+#: Stage-2 networks: TransMRSR, or the EDSR-style CNN baseline trained with the same data, loss and schedule.
+SR_ARCHS = ("transmrsr", "edsr")
+#: The paper's ablations (Tables 3 and 4) as the model-config fields each one sets.
+SR_ABLATIONS: dict[str, dict[str, bool]] = {
+    # Table 3 "w/o GP": ✗ GP and ✗ SDT: random decoder, no centroids
+    "no-gp": {"use_generative_prior": False, "use_sdt": False},
+    # Table 3 "w/o SDT"
+    "no-sdt": {"use_sdt": False},
+    # Table 3 "w/o MREF": no encoder features into the decoder (CWSS off); skip and residual
+    # stay, as the table says (the authors' TGP6 drops those too: docs/deviations.md)
+    "no-mref": {"use_cwss": False},
+    # Table 3 "w/o SC", §4.5.4: no shallow-to-deep skip and no global residual: the network
+    # learns the HR image directly (the authors' TGP4)
+    "no-sc": {"use_skip": False, "use_residual": False},
+    # Table 4 "frozen GP": the pretrained decoder is not fine-tuned in stage 2
+    "frozen-gp": {"freeze_prior": True},
+}
 
 
 @dataclass
 class SRTrainConfig(TrainCommon):
     """Stage 2 (SR fine-tuning) — paper §3.5 / §4.3."""
 
-    gan: str = ""
-    init: str = ""  # a saved SR model (folder or Hub id) to fine-tune instead of starting from the prior
-    scale: int = 4
-    thick_axis: int = 2
-    profile: str = "box"
-    epochs: int = 100
-    lr: float = 1e-4
+    gan: str = option("", "stage-1 output folder (the generative prior and its centroids)")
+    init: str = option(
+        "",
+        "fine-tune this saved SR model (folder or Hub id; same preset, canvas and ablation) instead of starting "
+        "from the prior, e.g. checkpoints/transmrsr-small-t1-x4",
+    )
+    scale: int = option(4, "slice-thickness factor, e.g. 4 or 8")
+    thick_axis: int = option(2, "thick axis used to simulate training pairs", flag="--axis")
+    profile: str = option("box", "slice profile of the simulated thick slices", choices=("box", "gaussian"))
+    epochs: int = option(100, "at most this many epochs")
+    lr: float = option(1e-4, "learning rate")
     betas: tuple[float, float] = (0.5, 0.999)
-    lr_step_epochs: int = 30
+    lr_step_epochs: int = option(30, "halve the learning rate every this many epochs")
     lr_gamma: float = 0.5
     w_l1: float = 1.0
     w_content: float = 0.5
     w_style: float = 0.5
-    perceptual: bool = True
-    vgg_weights: str | None = None
+    perceptual: bool = option(True, "the VGG19 content/style terms (off: L1 only)")
+    vgg_weights: str | None = option(
+        None, "VGG19 safetensors file or folder (default: timm/vgg19.tv_in1k via the Hub)"
+    )
     content_layers: tuple[int, ...] = (2, 4, 7, 10)
     style_layers: tuple[int, ...] = (2, 4, 7, 10)
     early_stop_patience: int = 10
     early_stop_min_delta: float = 0.05
-    phi: float | None = None
-    ablation: str | None = None  # a key of ABLATIONS
+    phi: float | None = option(None, "truncation level used in training (default: the preset's)")
+    ablation: str | None = option(
+        None,
+        "the paper's ablations (docs/deviations.md): no-gp (random decoder, no SDT), no-sdt, no-mref (no CWSS), "
+        "no-sc (no skip, no global residual), frozen-gp (Table 4: the pretrained decoder frozen; needs --gan)",
+        choices=tuple(SR_ABLATIONS),
+    )
     max_val_slices: int = 256
     # a folder of validation volumes (the fixed split of ``prepare-public``); when set, every
     # volume under ``data`` trains and ``val_fraction`` is not used
-    val_data: str = ""
+    val_data: str = option("", "folder of validation volumes (e.g. prepare-public's val/): every --data volume trains")
     # thick-slice acquisitions trained on: "box" (the profile above, no gaps) or "realistic"
     # (box and Gaussian profiles, gaps, quantised inputs: datasets.Acquisition.realistic)
-    acquisition: str = "box"
-    arch: str = "transmrsr"  # transmrsr | edsr (the CNN baseline: same data, loss and schedule)
+    acquisition: str = option(
+        "box",
+        "simulated acquisitions: box (--profile, no gaps) or realistic (box and Gaussian profiles, gaps, "
+        "8/12-bit inputs)",
+        choices=("box", "realistic"),
+    )
+    # transmrsr | edsr (the CNN baseline: same data, loss and schedule)
+    arch: str = option(
+        "transmrsr",
+        "network: transmrsr (default) or edsr, the CNN baseline trained with the same data, loss and schedule "
+        "(--gan and --phi are not used)",
+        choices=SR_ARCHS,
+    )
 
-    ARCHS = ("transmrsr", "edsr")
-
+    ARCHS: ClassVar[tuple[str, ...]] = SR_ARCHS
     #: The paper's ablations (Tables 3 and 4) as the model-config fields each one sets.
-    ABLATIONS = {
-        # Table 3 "w/o GP": ✗ GP and ✗ SDT: random decoder, no centroids
-        "no-gp": {"use_generative_prior": False, "use_sdt": False},
-        # Table 3 "w/o SDT"
-        "no-sdt": {"use_sdt": False},
-        # Table 3 "w/o MREF": no encoder features into the decoder (CWSS off); skip and residual
-        # stay, as the table says (the authors' TGP6 drops those too: docs/deviations.md)
-        "no-mref": {"use_cwss": False},
-        # Table 3 "w/o SC", §4.5.4: no shallow-to-deep skip and no global residual: the network
-        # learns the HR image directly (the authors' TGP4)
-        "no-sc": {"use_skip": False, "use_residual": False},
-        # Table 4 "frozen GP": the pretrained decoder is not fine-tuned in stage 2
-        "frozen-gp": {"freeze_prior": True},
-    }
+    ABLATIONS: ClassVar[dict[str, dict[str, bool]]] = SR_ABLATIONS

@@ -14,6 +14,7 @@ Each stage is described by a small dataclass (:class:`Stage1Spec`, :class:`Centr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -25,6 +26,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+
+from .config import SR_ABLATIONS, GANTrainConfig, SRTrainConfig
+from .options import to_args
 
 JOB_LOG = "job.log"
 JOB_INFO = "job.json"
@@ -140,17 +144,22 @@ class _TrainSpec:
         _positive("log every", self.log_every)
         _positive("checkpoint every", self.checkpoint_every)
 
+    #: The training config the job's command stands for (its flags come from that config's fields).
+    CONFIG: ClassVar[type] = type(None)
+
+    def config(self) -> Any:
+        """This job as the training config the CLI builds (paths resolved; the spec's other fields by name)."""
+        names = {f.name for f in dataclasses.fields(self.CONFIG)}
+        values = {k: v for k, v in dataclasses.asdict(self).items() if k in names}
+        values.update(data=str(_path(self.data)), out=str(self.folder))
+        for key in ("gan", "vgg_weights"):
+            if key in values and _path(values[key]) is not None:
+                values[key] = str(_path(values[key]))
+        return self.CONFIG(**values)
+
     def args(self) -> list[str]:
-        a = [
-            self.command, "--data", str(_path(self.data)), "--out", str(self.folder), "--preset", self.preset,
-            "--batch-size", str(self.batch_size), "--log-every", str(self.log_every),
-            "--checkpoint-every", str(self.checkpoint_every), "--seed", str(self.seed),
-        ]
-        if self.img_size is not None:
-            a += ["--img-size", str(self.img_size)]
-        if self.max_steps is not None:
-            a += ["--max-steps", str(self.max_steps)]
-        return a
+        """``transmrsr`` arguments that run this job: the command, then the config's non-default options."""
+        return [self.command, *to_args(self.config())]
 
 
 @dataclass
@@ -162,6 +171,7 @@ class Stage1Spec(_TrainSpec):
 
     stage: ClassVar[str] = "stage 1"
     command: ClassVar[str] = "train-gan"
+    CONFIG: ClassVar[type] = GANTrainConfig
 
     def validate(self, resume: bool = False) -> None:
         super().validate(resume)
@@ -169,9 +179,6 @@ class Stage1Spec(_TrainSpec):
             raise JobError("stage 1 needs max steps (it has no epochs to stop after)")
         if not isinstance(self.sample_every, int) or self.sample_every < 0:
             raise JobError(f"sample every must be a whole number >= 0, got {self.sample_every!r}")
-
-    def args(self) -> list[str]:
-        return [*super().args(), "--sample-every", str(self.sample_every)]
 
 
 @dataclass
@@ -224,7 +231,8 @@ class Stage2Spec(_TrainSpec):
 
     stage: ClassVar[str] = "stage 2"
     command: ClassVar[str] = "train-sr"
-    ABLATIONS: ClassVar[tuple[str, ...]] = ("no-gp", "no-sdt", "no-mref", "no-sc")
+    CONFIG: ClassVar[type] = SRTrainConfig
+    ABLATIONS: ClassVar[tuple[str, ...]] = tuple(SR_ABLATIONS)
 
     def validate(self, resume: bool = False) -> None:
         super().validate(resume)
@@ -241,21 +249,6 @@ class Stage2Spec(_TrainSpec):
             raise JobError(f"validation fraction must be in [0, 1), got {self.val_fraction!r}")
         if self.vgg_weights and _path(self.vgg_weights) is not None and not _path(self.vgg_weights).exists():
             raise JobError(f"{_path(self.vgg_weights)}: no such VGG19 weights file or folder")
-
-    def args(self) -> list[str]:
-        a = [
-            *super().args(), "--scale", str(self.scale), "--epochs", str(self.epochs), "--lr", repr(float(self.lr)),
-            "--val-fraction", repr(float(self.val_fraction)),
-        ]
-        if _path(self.gan) is not None:
-            a += ["--gan", str(_path(self.gan))]
-        if not self.perceptual:
-            a.append("--no-perceptual")
-        if self.ablation:
-            a += ["--ablation", self.ablation]
-        if self.vgg_weights:
-            a += ["--vgg-weights", str(_path(self.vgg_weights))]
-        return a
 
 
 JobSpec = Stage1Spec | CentroidSpec | Stage2Spec
