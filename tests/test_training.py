@@ -749,3 +749,23 @@ def test_training_canvas_option_trims_the_preset():
     assert SRTrainConfig(preset="small").model_config() == small
     with pytest.raises(ConfigError, match="larger"):
         TransMRSRConfig.from_preset("tiny", img_size=64)
+
+
+def test_stage1_resume_keeps_the_position_table_the_run_started_with(data_dir, tmp_path):
+    """A stage-1 run begun before the position_table field existed (its config.json lacks the field, its state
+    does not record it) is resumed on the "legacy" table it was trained with, not on today's default, and the
+    resumed state records the table."""
+    out = tmp_path / "old"
+    assert cli(*gan_args(data_dir, out, 2)) == 0
+    cfg_path = out / "config.json"
+    raw = json.loads(cfg_path.read_text())
+    assert raw["position_table"] == "styleswin"
+    del raw["position_table"]  # as the first releases wrote it
+    cfg_path.write_text(json.dumps(raw))
+    state = torch.load(out / "training_state.pt", weights_only=True)
+    del state["position_table"]
+    torch.save(state, out / "training_state.pt")
+    assert cli(*gan_args(data_dir, out, 3, "--resume")) == 0
+    assert StyleSwinGenerator.from_pretrained(out).config.position_table == "legacy"
+    assert json.loads(cfg_path.read_text())["position_table"] == "legacy"
+    assert load_state(out)["position_table"] == "legacy" and load_state(out)["step"] == 3

@@ -11,6 +11,8 @@ with ``StyleSwinGenerator.from_pretrained``), ``training_state.pt`` for ``--resu
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import GANTrainConfig
+from ..config import GANTrainConfig, TransMRSRConfig
 from ..data.datasets import Augment, HRSliceDataset, find_volumes, split_subjects
 from ..losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from ..models import Discriminator, StyleSwinGenerator
@@ -60,12 +62,30 @@ def save_sample_grid(images: torch.Tensor, path: Path, cols: int = 4) -> None:
     Image.fromarray((grid * 255).astype(np.uint8)).save(path)
 
 
+def _saved_position_table(out: Path) -> str | None:
+    """The position table of the generator saved in ``out`` (``"legacy"`` for a config.json without the field),
+    or None when there is none."""
+    path = out / "config.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    data.pop("architecture", None)  # written beside the config by save_pretrained
+    return TransMRSRConfig.from_dict(data).position_table
+
+
 def train_gan(opts: GANTrainConfig, accelerator=None) -> Path:
     """Run (or resume) stage 1; returns the output folder."""
     from tqdm.auto import tqdm
 
     acc, out, state_path = start_run(opts, accelerator)
     mcfg = opts.model_config()
+    if opts.resume and state_path.exists():
+        # a run keeps the decoder position table it started with (positions are recomputed from the config, not
+        # saved with the weights): the state records it; a run from before that reads it from its config.json,
+        # where a missing field means the "legacy" table of the first releases
+        kind = load_state(state_path).get("position_table") or _saved_position_table(out)
+        if kind and kind != mcfg.position_table:
+            mcfg = dataclasses.replace(mcfg, position_table=kind).validate()
     # stage 1 has no validation loop: only an explicit val_fraction holds volumes out
     train_paths, held_out = split_subjects(find_volumes(opts.data), opts.val_fraction, opts.seed)
     dataset = HRSliceDataset(train_paths, mcfg.img_size, augment=Augment() if opts.augment else Augment.off(), seed=opts.seed)
@@ -108,6 +128,7 @@ def train_gan(opts: GANTrainConfig, accelerator=None) -> Path:
         acc.wait_for_everyone()
         if acc.is_main_process:
             state = {
+                "position_table": mcfg.position_table,
                 "stage": "gan",
                 "gen": acc.unwrap_model(gen).state_dict(),
                 "disc": acc.unwrap_model(disc).state_dict(),
