@@ -39,7 +39,9 @@ from transmrsr.inference import Acquisition, super_resolve_acquisition
 
 try:
     from benchmarks.provenance import Timer, command_line, header_line
-except ImportError:  # run as `python benchmarks/any_factor.py`: this folder is on sys.path, the repository root may not be
+except (
+    ImportError
+):  # run as `python benchmarks/any_factor.py`: this folder is on sys.path, the repository root may not be
     from provenance import Timer, command_line, header_line
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,8 +100,12 @@ def run_subject(args: argparse.Namespace, name: str, hr: np.ndarray, mask: np.nd
         profile = SliceProfile(spacing=r, thickness=thickness, kind=args.profile)
         lr = simulate_acquisition(hr, AXIS, profile)
         acq = Acquisition(
-            axis=AXIS, zooms=(1.0, 1.0, float(r)), factors=(1.0, 1.0, float(r)), slice_thickness=float(thickness),
-            profile=args.profile, n_thin=hr.shape[AXIS],
+            axis=AXIS,
+            zooms=(1.0, 1.0, float(r)),
+            factors=(1.0, 1.0, float(r)),
+            slice_thickness=float(thickness),
+            profile=args.profile,
+            n_thin=hr.shape[AXIS],
         )
         cubic_row = None
         for strategy in args.strategies:
@@ -109,21 +115,34 @@ def run_subject(args: argparse.Namespace, name: str, hr: np.ndarray, mask: np.nd
                     adapt = AdaptOptions(steps=steps, max_seconds=args.adapt_seconds, seed=args.seed, lr=args.adapt_lr)
                 with Timer() as timer:
                     res = super_resolve_acquisition(
-                        models.__getitem__, lr, acq, strategy=strategy, adapt=adapt, fusion=args.fusion,
+                        models.__getitem__,
+                        lr,
+                        acq,
+                        strategy=strategy,
+                        adapt=adapt,
+                        fusion=args.fusion,
                         show_progress=False,
                     )
                 seconds = timer.seconds
                 if cubic_row is None:
                     cubic_row = {
-                        "subject": name, "factor": r, "method": "cubic", "psnr": psnr(res.cubic, hr, mask),
-                        "ssim": ssim(res.cubic, hr, mask), "seconds": None,
+                        "subject": name,
+                        "factor": r,
+                        "method": "cubic",
+                        "psnr": psnr(res.cubic, hr, mask),
+                        "ssim": ssim(res.cubic, hr, mask),
+                        "seconds": None,
                     }
                     rows.append(cubic_row)
                     print(_fmt(cubic_row), flush=True)
                 row = {
-                    "subject": name, "factor": r, "method": f"TransMRSR x{res.plan.model_factor} {strategy}"
+                    "subject": name,
+                    "factor": r,
+                    "method": f"TransMRSR x{res.plan.model_factor} {strategy}"
                     + (f" +adapt {res.adapt.steps} steps" if steps else ""),
-                    "psnr": psnr(res.sr, hr, mask), "ssim": ssim(res.sr, hr, mask), "seconds": seconds,
+                    "psnr": psnr(res.sr, hr, mask),
+                    "ssim": ssim(res.sr, hr, mask),
+                    "seconds": seconds,
                     "adapt_seconds": res.seconds["adapt"],
                 }
                 rows.append(row)
@@ -139,8 +158,12 @@ def run(args: argparse.Namespace) -> dict:
         subjects.append(f"{name} {tuple(crop(hr, mask, args.crop_slices)[0].shape)}")
         rows += run_subject(args, name, hr, mask, models)
     return {
-        "subjects": subjects, "profile": args.profile, "thickness_ratio": args.thickness_ratio,
-        "fusion": args.fusion, "threads": args.threads, "rows": rows,
+        "subjects": subjects,
+        "profile": args.profile,
+        "thickness_ratio": args.thickness_ratio,
+        "fusion": args.fusion,
+        "threads": args.threads,
+        "rows": rows,
     }
 
 

@@ -32,7 +32,9 @@ from transmrsr.inference import DEFAULT_FUSION, default_slice_axis, super_resolv
 
 try:
     from benchmarks.provenance import Timer, provenance
-except ImportError:  # run as `python benchmarks/default_weights.py`: this folder is on sys.path, the repository root may not be
+except (
+    ImportError
+):  # run as `python benchmarks/default_weights.py`: this folder is on sys.path, the repository root may not be
     from provenance import Timer, provenance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +57,14 @@ def run_scale(folder: Path, scale: int, hr: np.ndarray, mask: np.ndarray, batch_
         label = "TransMRSR (fused)" if fusion else "TransMRSR (one plane)"
         with Timer() as timer:
             result = super_resolve(
-                model, lr, AXIS, scale, n_thin=hr.shape[AXIS], batch_size=batch_size, phi=phi, fusion=fusion,
+                model,
+                lr,
+                AXIS,
+                scale,
+                n_thin=hr.shape[AXIS],
+                batch_size=batch_size,
+                phi=phi,
+                fusion=fusion,
                 show_progress=False,
             )
         out[key] = {"method": label, "seconds": round(timer.seconds, 1), "slices_run": result.slices_run}

@@ -44,8 +44,10 @@ WHEELS = ("nibabel", "nilearn")
 def prepare(authors: str | None) -> int:
     wheels = CARRY / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d",
-                    str(wheels), *WHEELS], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(wheels), *WHEELS],
+        check=True,
+    )
     sys.path.insert(0, str(REPO))
     from benchmarks.authors import find_authors_repo
 
@@ -102,12 +104,16 @@ def correctness(device: str, presets: list[str], compile_preset: str | None) -> 
                 with torch.inference_mode():
                     out = fn(model).float().cpu().double()
             except Exception as exc:  # noqa: BLE001 -- reported as a line, the other checks go on
-                lines.append(f"| {preset} | {name} | failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150]} | | |")
+                lines.append(
+                    f"| {preset} | {name} | failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150]} | | |"
+                )
                 continue
             rel = float((out - ref).norm()) / max(scale, 1e-12)
             ok = bool(torch.isfinite(out).all())
-            lines.append(f"| {preset} | {name} | {rel:.2e} | {float((out - ref).abs().max()):.2e} | "
-                         f"{'yes' if ok else 'NO'} ({time.perf_counter() - t0:.1f} s) |")
+            lines.append(
+                f"| {preset} | {name} | {rel:.2e} | {float((out - ref).abs().max()):.2e} | "
+                f"{'yes' if ok else 'NO'} ({time.perf_counter() - t0:.1f} s) |"
+            )
         model.to("cpu")
         del model
     return lines
@@ -163,13 +169,54 @@ def run(args: argparse.Namespace) -> int:
     (out / "correctness.md").write_text(head + "\n\n" + "\n".join(check) + "\n")
     print(f"== correctness in {time.perf_counter() - t0:.0f} s", flush=True)
 
-    tables = [stage("speed", py + ["--cuda-modes", "fp32", "bf16", "--batch", *map(str, args.batch), "--pairs",
-                                   str(args.pairs), "--repeats", str(args.repeats), "--volume-presets", "small",
-                                   "paper", "--volume-batch", str(args.volume_batch), *authors], out, args.limit)]
+    tables = [
+        stage(
+            "speed",
+            py
+            + [
+                "--cuda-modes",
+                "fp32",
+                "bf16",
+                "--batch",
+                *map(str, args.batch),
+                "--pairs",
+                str(args.pairs),
+                "--repeats",
+                str(args.repeats),
+                "--volume-presets",
+                "small",
+                "paper",
+                "--volume-batch",
+                str(args.volume_batch),
+                *authors,
+            ],
+            out,
+            args.limit,
+        )
+    ]
     if not args.no_compile:
-        tables.append(stage("speed_compile", py + ["--cuda-modes", "compile", "--presets", "paper", "--batch",
-                                                   str(max(args.batch)), "--pairs", "0", "--repeats",
-                                                   str(args.repeats), "--no-volume", *authors], out, args.compile_limit))
+        tables.append(
+            stage(
+                "speed_compile",
+                py
+                + [
+                    "--cuda-modes",
+                    "compile",
+                    "--presets",
+                    "paper",
+                    "--batch",
+                    str(max(args.batch)),
+                    "--pairs",
+                    "0",
+                    "--repeats",
+                    str(args.repeats),
+                    "--no-volume",
+                    *authors,
+                ],
+                out,
+                args.compile_limit,
+            )
+        )
     print("\n# correctness\n\n" + "\n".join(check))
     for t in tables:
         print("\n" + t)

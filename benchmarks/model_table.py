@@ -20,7 +20,9 @@ from transmrsr import TransMRSR, TransMRSRConfig
 
 try:
     from benchmarks.provenance import header_line, median_seconds
-except ImportError:  # run as `python benchmarks/model_table.py`: this folder is on sys.path, the repository root may not be
+except (
+    ImportError
+):  # run as `python benchmarks/model_table.py`: this folder is on sys.path, the repository root may not be
     from provenance import header_line, median_seconds
 
 AUTHORS = {"parameters_m": 160.84, "gflops": 240.4, "cpu_ms": 3480.0}
@@ -63,8 +65,10 @@ def main() -> None:
         ms = ms_per_slice(model, args.batch, args.repeats)
         print(f"| `{name}` | {cfg.img_size}² | {params:.2f} M | {gf:.2f} | {ms:.0f} |")
     a = AUTHORS
-    print(f"| authors' `TGP7` (from DESIGN.md) | 256² | {a['parameters_m']:.2f} M used in forward "
-          f"(183.56 M built) | {a['gflops']:.1f} | {a['cpu_ms']:.0f} (batch 1) |")
+    print(
+        f"| authors' `TGP7` (from DESIGN.md) | 256² | {a['parameters_m']:.2f} M used in forward "
+        f"(183.56 M built) | {a['gflops']:.1f} | {a['cpu_ms']:.0f} (batch 1) |"
+    )
 
 
 if __name__ == "__main__":

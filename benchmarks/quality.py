@@ -72,7 +72,9 @@ ABLATIONS = ("no-gp", "no-sdt", "no-mref", "no-sc")  # Table 3
 TABLE4 = ("frozen-gp",)
 #: the config fields each variant sets (no-gp: also its initialisation; frozen-gp: its training)
 SWITCH = SRTrainConfig.ABLATIONS
-QUICK = dict(preset="tiny", steps=3, batch_size=4, gan_steps=4, centroid_samples=200, crop=(64, 64, 48), val_fraction=0.0)
+QUICK = dict(
+    preset="tiny", steps=3, batch_size=4, gan_steps=4, centroid_samples=200, crop=(64, 64, 48), val_fraction=0.0
+)
 RECIPE_NAME = "quality-recipe.json"
 
 #: The paper's Table 3 (ablations on IXI-Test T1, x8; PSNR dB, SSIM, Dice-Avg), as printed in
@@ -135,7 +137,9 @@ def check_recipe(folder: Path, recipe: list[str]) -> None:
                 "choose another --runs or remove that folder"
             )
     elif (folder / "training_state.pt").exists():
-        raise SystemExit(f"quality.py: {folder} holds a run this benchmark did not start; pass it with --models or choose another --runs")
+        raise SystemExit(
+            f"quality.py: {folder} holds a run this benchmark did not start; pass it with --models or choose another --runs"
+        )
     else:
         folder.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"recipe": recipe}, indent=2) + "\n")
@@ -155,8 +159,17 @@ def ensure_gan(folder: Path, args, log=note) -> Path:
     """A stage-1 prior with fitted centroids in ``folder``, trained (or resumed) here if needed."""
     from transmrsr.models import StyleSwinGenerator
 
-    recipe = ["--data", str(args.train_data), "--preset", args.preset, "--batch-size", str(args.batch_size),
-              "--seed", str(args.seed), *(["--img-size", str(args.img_size)] if args.img_size else [])]
+    recipe = [
+        "--data",
+        str(args.train_data),
+        "--preset",
+        args.preset,
+        "--batch-size",
+        str(args.batch_size),
+        "--seed",
+        str(args.seed),
+        *(["--img-size", str(args.img_size)] if args.img_size else []),
+    ]
     check_recipe(folder, recipe)
     if not is_finished(folder, args.gan_steps):
         resume = ["--resume"] if (folder / "training_state.pt").exists() else []
@@ -205,7 +218,13 @@ class Row:
 
 # ---------------------------------------------------------------------------- evaluation
 def evaluate_scale(
-    scale: int, models: dict[str, tuple], hr: np.ndarray, mask: np.ndarray, args, hr_seg: np.ndarray | None = None, log=note
+    scale: int,
+    models: dict[str, tuple],
+    hr: np.ndarray,
+    mask: np.ndarray,
+    args,
+    hr_seg: np.ndarray | None = None,
+    log=note,
 ) -> list[Row]:
     """Score interpolation and every model on the held-out volume at ``scale`` (tissue Dice
     against ``hr_seg`` when given)."""
@@ -223,7 +242,9 @@ def evaluate_scale(
             continue
         model, source = models[key]
         with Timer() as timer:
-            result = super_resolve(model, lr, AXIS, scale, n_thin=n_thin, phi=phi, batch_size=args.eval_batch_size, show_progress=False)
+            result = super_resolve(
+                model, lr, AXIS, scale, n_thin=n_thin, phi=phi, batch_size=args.eval_batch_size, show_progress=False
+            )
         rows.append(Row(label, phi, source, score(label, result.sr, hr, mask, sa, hr_seg)))
         log(f"  x{scale} {label}{'' if phi is None else f' phi={phi}'}: {timer.seconds:.1f} s")
     return rows
@@ -270,30 +291,43 @@ def ablation_summary(rows: list[Row], scale: int, phi: float) -> str:
     """Our ablations' PSNR drop against the full model, ordered, beside the paper's Table 3."""
     full = next((r for r in rows if r.method == "TransMRSR" and r.phi == phi), None)
     abl = {r.method: r for r in rows if r.method in ABLATIONS}
-    paper_drop = {k: PAPER_TABLE3_X8["transmrsr"]["psnr"] - v["psnr"] for k, v in PAPER_TABLE3_X8.items() if k in ABLATIONS}
+    paper_drop = {
+        k: PAPER_TABLE3_X8["transmrsr"]["psnr"] - v["psnr"] for k, v in PAPER_TABLE3_X8.items() if k in ABLATIONS
+    }
     paper_order = sorted(paper_drop, key=paper_drop.get, reverse=True)
     paper = ", ".join(f"{k} {-paper_drop[k]:+.2f}" for k in paper_order)
-    lines = [f"Paper, Table 3 (IXI-Test T1, ×8, PSNR drop vs the full model's {PAPER_TABLE3_X8['transmrsr']['psnr']:.2f} dB): "
-             f"{paper} → {' > '.join(paper_order)}."]
+    lines = [
+        f"Paper, Table 3 (IXI-Test T1, ×8, PSNR drop vs the full model's {PAPER_TABLE3_X8['transmrsr']['psnr']:.2f} dB): "
+        f"{paper} → {' > '.join(paper_order)}."
+    ]
     if full is None or not abl:
-        lines.insert(0, f"Ablations at ×{scale}: not compared (the full model at φ = {phi:g} or the ablations are missing).")
+        lines.insert(
+            0, f"Ablations at ×{scale}: not compared (the full model at φ = {phi:g} or the ablations are missing)."
+        )
         return "\n".join(lines)
     drop = {k: full.scores.psnr_mask - r.scores.psnr_mask for k, r in abl.items()}
     ours = sorted(drop, key=drop.get, reverse=True)
     ours_text = ", ".join(f"{k} {-drop[k]:+.2f}" for k in ours)
     conc, pairs, tau = kendall_tau(ours, paper_order)
-    lines.insert(0, f"Ours at ×{scale} (PSNR in the brain mask, change vs TransMRSR at φ = {phi:g}, largest drop first): "
-                    f"{ours_text} → {' > '.join(ours)}.")
+    lines.insert(
+        0,
+        f"Ours at ×{scale} (PSNR in the brain mask, change vs TransMRSR at φ = {phi:g}, largest drop first): "
+        f"{ours_text} → {' > '.join(ours)}.",
+    )
     same = "the same ordering" if conc == pairs and len(ours) == len(paper_order) else "a different ordering"
     lines.append(f"Agreement: {conc} of {pairs} pairs ordered as in the paper (Kendall τ = {tau:+.2f}): {same}.")
     frozen = next((r for r in rows if r.method == "frozen-gp"), None)
     if frozen is not None:
         t4 = PAPER_TABLE4_X8_T1
-        lines.append(f"Frozen GP at ×{scale}: {frozen.scores.psnr_mask - full.scores.psnr_mask:+.2f} dB vs TransMRSR at "
-                     f"φ = {phi:g} (paper, Table 4, T1 ×8: {t4['frozen-gp']['psnr'] - t4['transmrsr']['psnr']:+.2f} dB).")
+        lines.append(
+            f"Frozen GP at ×{scale}: {frozen.scores.psnr_mask - full.scores.psnr_mask:+.2f} dB vs TransMRSR at "
+            f"φ = {phi:g} (paper, Table 4, T1 ×8: {t4['frozen-gp']['psnr'] - t4['transmrsr']['psnr']:+.2f} dB)."
+        )
     if any(r.source.startswith("given") != full.source.startswith("given") for r in abl.values()):
-        lines.append("Caveat: the full model and some ablations come from different places (given with --models vs "
-                     "trained here), so these drops do not compare like with like.")
+        lines.append(
+            "Caveat: the full model and some ablations come from different places (given with --models vs "
+            "trained here), so these drops do not compare like with like."
+        )
     return "\n".join(lines)
 
 
@@ -301,15 +335,25 @@ def ablation_summary(rows: list[Row], scale: int, phi: float) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scales", type=int, nargs="+", default=[4, 8])
-    ap.add_argument("--data", help="prepared folder from `transmrsr prepare-packaged` (its train/ is used) or a folder of training volumes")
+    ap.add_argument(
+        "--data",
+        help="prepared folder from `transmrsr prepare-packaged` (its train/ is used) or a folder of training volumes",
+    )
     ap.add_argument("--runs", help="folder for the training runs (outside the repository); reused and resumed")
     ap.add_argument("--gan", help="stage-1 folder with fitted centroids (default: trained into RUNS/gan)")
-    ap.add_argument("--models", nargs="+", default=[], metavar="NAME=FOLDER",
-                    help=f"use trained folders instead of training; NAME in {', '.join(TRAINED)}; {{scale}} is replaced")
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        default=[],
+        metavar="NAME=FOLDER",
+        help=f"use trained folders instead of training; NAME in {', '.join(TRAINED)}; {{scale}} is replaced",
+    )
     ap.add_argument("--preset", default=None, help="TransMRSR preset (default small; --quick: tiny)")
     ap.add_argument("--img-size", type=int, default=None, help="training canvas (default: the preset's)")
     ap.add_argument("--batch-size", type=int, default=None, help="training batch (default 6; --quick: 4)")
-    ap.add_argument("--steps", type=int, default=None, help="training budget in steps per model (default 2000; --quick: 3)")
+    ap.add_argument(
+        "--steps", type=int, default=None, help="training budget in steps per model (default 2000; --quick: 3)"
+    )
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--lr-step-epochs", type=int, default=None, help="as train-sr (default: its 30)")
     ap.add_argument("--epochs", type=int, default=None, help="as train-sr (default: its 100)")
@@ -318,18 +362,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--vgg-weights", help="as train-sr")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint-every", type=int, default=200)
-    ap.add_argument("--gan-steps", type=int, default=None, help="stage-1 steps when --gan is not given (default 10000; --quick: 4)")
-    ap.add_argument("--centroid-samples", type=int, default=None, help="latents for the centroid fit (default 60000; --quick: 200)")
+    ap.add_argument(
+        "--gan-steps", type=int, default=None, help="stage-1 steps when --gan is not given (default 10000; --quick: 4)"
+    )
+    ap.add_argument(
+        "--centroid-samples", type=int, default=None, help="latents for the centroid fit (default 60000; --quick: 200)"
+    )
     ap.add_argument("--ablation-phi", type=float, default=0.5, help="φ at which the ablations are scored (default 0.5)")
-    ap.add_argument("--crop", type=int, nargs=3, default=None, metavar=("X", "Y", "Z"),
-                    help="score a box of this size about the brain (default: the whole volume; --quick: 64 64 48)")
+    ap.add_argument(
+        "--crop",
+        type=int,
+        nargs=3,
+        default=None,
+        metavar=("X", "Y", "Z"),
+        help="score a box of this size about the brain (default: the whole volume; --quick: 64 64 48)",
+    )
     ap.add_argument("--eval-batch-size", type=int, default=8)
     ap.add_argument("--dice", action="store_true", help="also tissue Dice (dipy HMRF; minutes per row)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, i.e. OMP_NUM_THREADS)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--quick", action="store_true", help="tiny preset, a few steps, a crop of the held-out volume")
     args = ap.parse_args(argv)
-    defaults = dict(preset="small", steps=2000, batch_size=6, gan_steps=10000, centroid_samples=60000, crop=None, val_fraction=0.2)
+    defaults = dict(
+        preset="small", steps=2000, batch_size=6, gan_steps=10000, centroid_samples=60000, crop=None, val_fraction=0.2
+    )
     for key, value in (QUICK if args.quick else defaults).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -346,9 +402,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def recipe_for(args, scale: int, gan: Path | None) -> list[str]:
     """The train-sr options every trained model shares (all but --out, --max-steps and the variant flag)."""
-    r = ["--data", str(args.train_data), "--preset", args.preset, "--scale", str(scale), "--batch-size", str(args.batch_size),
-         "--lr", repr(args.lr), "--val-fraction", repr(args.val_fraction), "--seed", str(args.seed),
-         "--checkpoint-every", str(args.checkpoint_every)]
+    r = [
+        "--data",
+        str(args.train_data),
+        "--preset",
+        args.preset,
+        "--scale",
+        str(scale),
+        "--batch-size",
+        str(args.batch_size),
+        "--lr",
+        repr(args.lr),
+        "--val-fraction",
+        repr(args.val_fraction),
+        "--seed",
+        str(args.seed),
+        "--checkpoint-every",
+        str(args.checkpoint_every),
+    ]
     if gan is not None:
         r += ["--gan", str(gan)]
     if args.img_size:
@@ -371,10 +442,14 @@ def load_checked(name: str, folder: str) -> TransMRSR | EDSR:
     model = load_sr_model(folder)
     want = EDSR if name == "edsr" else TransMRSR
     if not isinstance(model, want):
-        raise SystemExit(f"quality.py: {folder} holds a {type(model).__name__}, not the {want.__name__} that row {name!r} needs")
+        raise SystemExit(
+            f"quality.py: {folder} holds a {type(model).__name__}, not the {want.__name__} that row {name!r} needs"
+        )
     for field, value in SWITCH.get(name, {}).items():
         if getattr(model.config, field) != value:
-            raise SystemExit(f"quality.py: {folder} has {field}={getattr(model.config, field)}; it is not the {name} ablation")
+            raise SystemExit(
+                f"quality.py: {folder} has {field}={getattr(model.config, field)}; it is not the {name} ablation"
+            )
     if name == "transmrsr" and any(getattr(model.config, f) == v for a in SWITCH.values() for f, v in a.items()):
         raise SystemExit(f"quality.py: {folder} is an ablated TransMRSR, not the full model")
     return model.eval()
@@ -389,14 +464,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     runs = Path(args.runs).resolve() if args.runs else None
     if to_train:
         if not args.data or runs is None:
-            raise SystemExit(f"quality.py: --data and --runs are needed to train {', '.join(to_train)} (or pass them with --models)")
+            raise SystemExit(
+                f"quality.py: --data and --runs are needed to train {', '.join(to_train)} (or pass them with --models)"
+            )
         if runs.is_relative_to(REPO):
             raise SystemExit(f"quality.py: --runs {runs} lies inside the repository; choose a folder outside it")
         data = Path(args.data)
         args.train_data = data / "train" if (data / "train").is_dir() else data
         leaked = [p.name for p in find_volumes(args.train_data) if DEFAULT_TEST in p.name]
         if leaked:
-            raise SystemExit(f"quality.py: {args.train_data} holds the held-out test subject ({leaked[0]}); pass the train/ folder")
+            raise SystemExit(
+                f"quality.py: {args.train_data} holds the held-out test subject ({leaked[0]}); pass the train/ folder"
+            )
         if gan is None and any(n != "edsr" for n in to_train):
             gan = ensure_gan(runs / (f"gan-{args.preset}" + (f"-{args.img_size}" if args.img_size else "")), args)
     header_cmd = command_line(__file__, argv)
@@ -424,19 +503,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"budget per trained model: {args.steps} steps, batch {args.batch_size}, canvas "
             f"{args.img_size or 'of the preset'}, preset {args.preset}, lr {args.lr:g}, loss {loss}, val-fraction {args.val_fraction:g}; "
             f"recipe `transmrsr train-sr {shlex.join(recipe)} --max-steps {args.steps}` + `--arch edsr` / `--ablation NAME`"
-            if to_train else "budget: all models given (--models), none trained here"
+            if to_train
+            else "budget: all models given (--models), none trained here"
         )
         test = f"held-out {DEFAULT_TEST} T1 {'x'.join(map(str, hr.shape))}{' (crop)' if args.crop else ''}, thick axis {AXIS} (box) ×{scale}"
-        header = (
-            f"{provenance()}; {test}; command: `{header_cmd}`; {budget}"
-        )
+        header = f"{provenance()}; {test}; command: `{header_cmd}`; {budget}"
         summary = ablation_summary(rows, scale, args.ablation_phi)
-        note = "\n--quick: a few steps on a tiny network; the numbers check the pipeline, not the methods." if args.quick else ""
+        note = (
+            "\n--quick: a few steps on a tiny network; the numbers check the pipeline, not the methods."
+            if args.quick
+            else ""
+        )
         print(f"\n## ×{scale}\n\n# {header}\n\n{format_rows(rows)}\n\n{summary}{note}", flush=True)
         results.append({"scale": scale, "header": header, "rows": [r.as_dict() for r in rows], "ablations": summary})
     if args.json:
+
         def clean(v):
             return None if isinstance(v, float) and not math.isfinite(v) else v
+
         payload = [{**res, "rows": [{k: clean(v) for k, v in r.items()} for r in res["rows"]]} for res in results]
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
     return results

@@ -31,10 +31,22 @@ import numpy as np
 
 try:
     from benchmarks.provenance import Timer, header_line
-except ImportError:  # run as `python benchmarks/real_acquisitions.py`: this folder is on sys.path, the repository root may not be
+except (
+    ImportError
+):  # run as `python benchmarks/real_acquisitions.py`: this folder is on sys.path, the repository root may not be
     from provenance import Timer, header_line
 
-IDS = ("t2w2mm", "flair3mm", "flash5mm_HFS", "flash5mm_HFP", "flash5mm_HFDL", "flash5mm_HFDR", "pdfse", "vsseg", "t1_2mm")
+IDS = (
+    "t2w2mm",
+    "flair3mm",
+    "flash5mm_HFS",
+    "flash5mm_HFP",
+    "flash5mm_HFDL",
+    "flash5mm_HFDR",
+    "pdfse",
+    "vsseg",
+    "t1_2mm",
+)
 CAPTIONS = {
     "t2w2mm": "T2w 1x1x2 mm",
     "flair3mm": "FLAIR 1.3x1.21x3 mm (WMH challenge)",
@@ -95,9 +107,17 @@ def run_one(path: Path, ident: str, out: Path, fusion: bool) -> dict:
     a = acq.axis
     gap = acq.zooms[a] - acq.slice_thickness
     row.update(
-        axis=a, factor=acq.factors[a], thickness=acq.slice_thickness, gap=gap if gap > 1e-3 else 0.0,
-        model=plan.model_factor, strategy=plan.strategy, shape_out=list(img.shape), spacing_out=spacing.tolist(),
-        seconds=seconds, slices_run=res.slices_run, warning=hint,
+        axis=a,
+        factor=acq.factors[a],
+        thickness=acq.slice_thickness,
+        gap=gap if gap > 1e-3 else 0.0,
+        model=plan.model_factor,
+        strategy=plan.strategy,
+        shape_out=list(img.shape),
+        spacing_out=spacing.tolist(),
+        seconds=seconds,
+        slices_run=res.slices_run,
+        warning=hint,
     )
     # one slice across the thick axis: the middle plane of the first other voxel axis (it holds the
     # thick axis and one in-plane axis)
@@ -152,10 +172,13 @@ def figure(rows: list[dict], out: Path, path: Path) -> None:
     for (ax_c, _), r in zip(axes, done):
         gap = f" (thickness {r['thickness']:.2f} mm: gap found)" if r["gap"] else ""
         fig.text(
-            0.5, ax_c.get_position().y0 - 0.006,
+            0.5,
+            ax_c.get_position().y0 - 0.006,
             f"{CAPTIONS.get(r['id'], r['id'])}: x{r['factor']:.2f}{gap} -> {r['spacing_out'][0]:.2f} mm iso, "
             f"x{r['model']} model{' (non-T1 warning)' if r.get('warning') else ''}",
-            ha="center", va="top", fontsize=7,
+            ha="center",
+            va="top",
+            fontsize=7,
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)

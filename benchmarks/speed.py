@@ -161,9 +161,19 @@ def modes_for(device: str) -> tuple[str, ...]:
     return cuda_modes if device == "cuda" else ("fp32",)
 
 
-def time_model(model: nn.Module, impl: str, preset: str, size: int, devices: list[str], batches: list[int],
-               warmup: int, repeats: int, rss_resettable: bool, warmed: set | None = None,
-               progress: Callable[[str], None] = print) -> list[Row]:
+def time_model(
+    model: nn.Module,
+    impl: str,
+    preset: str,
+    size: int,
+    devices: list[str],
+    batches: list[int],
+    warmup: int,
+    repeats: int,
+    rss_resettable: bool,
+    warmed: set | None = None,
+    progress: Callable[[str], None] = print,
+) -> list[Row]:
     rows = []
     for device in devices:
         model.to(device)
@@ -172,8 +182,10 @@ def time_model(model: nn.Module, impl: str, preset: str, size: int, devices: lis
                 key = (device, mode, batch)
                 w = 0 if warmed is not None and key in warmed else warmup
                 row = time_row(model, Row(impl, preset, device, mode, batch), size, w, repeats, rss_resettable)
-                progress(f"  {impl} {preset} {device} {MODE_LABEL[mode]} batch {batch}: "
-                         + (f"{row.ms:.1f} ms/slice" if row.ms is not None else row.note))
+                progress(
+                    f"  {impl} {preset} {device} {MODE_LABEL[mode]} batch {batch}: "
+                    + (f"{row.ms:.1f} ms/slice" if row.ms is not None else row.note)
+                )
                 rows.append(row)
     model.to("cpu")
     return rows
@@ -195,8 +207,15 @@ class Pair:
         return statistics.median(self.ratios)
 
 
-def time_pairs(theirs: nn.Module, ours: nn.Module, size: int, devices: list[str], batches: list[int],
-               pairs: int, progress: Callable[[str], None] = print) -> list[Pair]:
+def time_pairs(
+    theirs: nn.Module,
+    ours: nn.Module,
+    size: int,
+    devices: list[str],
+    batches: list[int],
+    pairs: int,
+    progress: Callable[[str], None] = print,
+) -> list[Pair]:
     """Time both networks alternately, ``pairs`` times per setting, the first to run swapped each
     pair, so that both see the same machine state (other load, thermal state, caches); the ratio
     is the median of the per-pair ratios. One untimed pass of each first."""
@@ -219,11 +238,19 @@ def time_pairs(theirs: nn.Module, ours: nn.Module, size: int, devices: list[str]
                             with Timer(device) as t:
                                 fn(x)
                             acc.append(t.seconds / batch * 1000.0)
-                pair = Pair(device, mode, batch, statistics.median(t_t), statistics.median(t_o),
-                            [o / t for o, t in zip(t_o, t_t)])
-                progress(f"  paired {device} {MODE_LABEL[mode]} batch {batch}: ours {pair.ms_ours:.1f} vs authors "
-                         f"{pair.ms_theirs:.1f} ms/slice, ours/authors {pair.ratio:.2f} "
-                         f"({min(pair.ratios):.2f}-{max(pair.ratios):.2f})")
+                pair = Pair(
+                    device,
+                    mode,
+                    batch,
+                    statistics.median(t_t),
+                    statistics.median(t_o),
+                    [o / t for o, t in zip(t_o, t_t)],
+                )
+                progress(
+                    f"  paired {device} {MODE_LABEL[mode]} batch {batch}: ours {pair.ms_ours:.1f} vs authors "
+                    f"{pair.ms_theirs:.1f} ms/slice, ours/authors {pair.ratio:.2f} "
+                    f"({min(pair.ratios):.2f}-{max(pair.ratios):.2f})"
+                )
                 out.append(pair)
     theirs.to("cpu")
     ours.to("cpu")
@@ -251,52 +278,103 @@ def volume_seconds(preset: str, device: str, scale: int, batch_size: int, rss_re
     model = TransMRSR(TransMRSRConfig.from_preset(preset)).eval()
     if device == "cuda":  # CUDA context, kernels and autotuning outside the timed run
         cx, cy = lr.shape[0] // 2, lr.shape[1] // 2  # a central slab: brain in every slice, none skipped
-        super_resolve(model, lr[cx - 8 : cx + 8, cy - 8 : cy + 8], 2, scale, batch_size=batch_size, device=device,
-                      show_progress=False)
+        super_resolve(
+            model,
+            lr[cx - 8 : cx + 8, cy - 8 : cy + 8],
+            2,
+            scale,
+            batch_size=batch_size,
+            device=device,
+            show_progress=False,
+        )
         sync(device)
     gc.collect()
     if device == "cuda" or rss_resettable:
         reset_peak_memory(device)
     with Timer(device) as t:
-        result = super_resolve(model, lr, 2, scale, n_thin=hr.shape[2], batch_size=batch_size, device=device,
-                               show_progress=False)
+        result = super_resolve(
+            model, lr, 2, scale, n_thin=hr.shape[2], batch_size=batch_size, device=device, show_progress=False
+        )
     mem = peak_memory_mb(device)
     del model
-    return {"preset": preset, "device": device, "seconds": t.seconds, "slices": result.slices_run,
-            "shape": result.sr.shape, "mem_mb": mem, "dtype": "bf16 autocast" if device == "cuda" else "fp32"}
+    return {
+        "preset": preset,
+        "device": device,
+        "seconds": t.seconds,
+        "slices": result.slices_run,
+        "shape": result.sr.shape,
+        "mem_mb": mem,
+        "dtype": "bf16 autocast" if device == "cuda" else "fp32",
+    }
 
 
 # ---------------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="tiny+small at batch 1 and 2, paper and the authors' net at batch 1 with one timed run, "
-                         "no whole-volume run (unless --volume-presets is given)")
-    ap.add_argument("--presets", nargs="+", choices=PRESET_ORDER, default=None,
-                    help="presets timed (default: tiny small paper; --quick: tiny small)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny+small at batch 1 and 2, paper and the authors' net at batch 1 with one timed run, "
+        "no whole-volume run (unless --volume-presets is given)",
+    )
+    ap.add_argument(
+        "--presets",
+        nargs="+",
+        choices=PRESET_ORDER,
+        default=None,
+        help="presets timed (default: tiny small paper; --quick: tiny small)",
+    )
     ap.add_argument("--batch", type=int, nargs="+", default=None, help="batch sizes (default 1 8; --quick: 1 2)")
-    ap.add_argument("--paper-batch", type=int, nargs="+", default=None,
-                    help="batch sizes for our paper preset and the authors' net (default: --batch; --quick: 1)")
+    ap.add_argument(
+        "--paper-batch",
+        type=int,
+        nargs="+",
+        default=None,
+        help="batch sizes for our paper preset and the authors' net (default: --batch; --quick: 1)",
+    )
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per row (median reported)")
-    ap.add_argument("--paper-repeats", type=int, default=None,
-                    help="timed runs for paper / authors rows (default: --repeats; --quick: 1)")
-    ap.add_argument("--pairs", type=int, default=None,
-                    help="interleaved ours/authors timings per paper setting; their medians replace the rows' "
-                         "times (default 7; --quick: 2; 0: rows timed one network after the other)")
+    ap.add_argument(
+        "--paper-repeats",
+        type=int,
+        default=None,
+        help="timed runs for paper / authors rows (default: --repeats; --quick: 1)",
+    )
+    ap.add_argument(
+        "--pairs",
+        type=int,
+        default=None,
+        help="interleaved ours/authors timings per paper setting; their medians replace the rows' "
+        "times (default 7; --quick: 2; 0: rows timed one network after the other)",
+    )
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs before each row")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--devices", nargs="+", choices=("cpu", "cuda"), default=None,
-                    help="default: cpu, and cuda when available")
-    ap.add_argument("--authors", metavar="DIR", default=None,
-                    help=f"folder holding the authors' repository (default: ${AUTHORS_ENV}, then {AUTHORS_CACHE})")
+    ap.add_argument(
+        "--devices", nargs="+", choices=("cpu", "cuda"), default=None, help="default: cpu, and cuda when available"
+    )
+    ap.add_argument(
+        "--authors",
+        metavar="DIR",
+        default=None,
+        help=f"folder holding the authors' repository (default: ${AUTHORS_ENV}, then {AUTHORS_CACHE})",
+    )
     ap.add_argument("--no-authors", action="store_true", help="do not time or check the authors' network")
     ap.add_argument("--no-clone", action="store_true", help="never git clone the authors' repository")
-    ap.add_argument("--volume-presets", nargs="*", choices=PRESET_ORDER, default=None,
-                    help="whole-volume runs (default: small, and paper on GPU; --quick: none)")
+    ap.add_argument(
+        "--volume-presets",
+        nargs="*",
+        choices=PRESET_ORDER,
+        default=None,
+        help="whole-volume runs (default: small, and paper on GPU; --quick: none)",
+    )
     ap.add_argument("--no-volume", action="store_true")
     ap.add_argument("--volume-batch", type=int, default=8)
-    ap.add_argument("--cuda-modes", nargs="+", choices=MODES_CUDA, default=list(MODES_CUDA),
-                    help="CUDA rows: fp32, bf16 (autocast), compile (torch.compile + bf16 autocast); default all")
+    ap.add_argument(
+        "--cuda-modes",
+        nargs="+",
+        choices=MODES_CUDA,
+        default=list(MODES_CUDA),
+        help="CUDA rows: fp32, bf16 (autocast), compile (torch.compile + bf16 autocast); default all",
+    )
     ap.add_argument("--scale", type=int, default=4)
     args = ap.parse_args(argv)
     if args.devices is None:
@@ -341,8 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
 
     # authors' code
-    authors_root, authors_source = (None, "skipped: --no-authors") if args.no_authors else \
-        find_authors_repo(args.authors, allow_clone=not args.no_clone)
+    authors_root, authors_source = (
+        (None, "skipped: --no-authors")
+        if args.no_authors
+        else find_authors_repo(args.authors, allow_clone=not args.no_clone)
+    )
     if authors_root is None:
         print(f"authors' TGP7: {authors_source}")
     else:
@@ -358,8 +439,18 @@ def main(argv: list[str] | None = None) -> int:
         model.truncation.set_centroids(torch.randn(cfg.num_centroids, cfg.style_dim))
         batches = args.paper_batch if preset == "paper" else args.batch
         repeats = args.paper_repeats if preset == "paper" else args.repeats
-        rows += time_model(model, "ours", preset, cfg.img_size, args.devices, batches, args.warmup, repeats,
-                           rss_resettable, progress=progress)
+        rows += time_model(
+            model,
+            "ours",
+            preset,
+            cfg.img_size,
+            args.devices,
+            batches,
+            args.warmup,
+            repeats,
+            rss_resettable,
+            progress=progress,
+        )
         del model
 
     # the authors' TGP7 and our paper preset: identical outputs, then speed
@@ -373,21 +464,36 @@ def main(argv: list[str] | None = None) -> int:
             progress(" building the authors' TGP7")
             theirs = build_authors_tgp7(authors_root)
         except Exception as exc:  # noqa: BLE001 -- their code: any failure means a skipped row
-            print(f"authors' TGP7: skipped: importing or building it from {authors_root} failed: "
-                  f"{type(exc).__name__}: {exc}")
+            print(
+                f"authors' TGP7: skipped: importing or building it from {authors_root} failed: "
+                f"{type(exc).__name__}: {exc}"
+            )
             theirs = None
         if theirs is None:
             torch.manual_seed(0)
             model = TransMRSR(cfg).eval()
             model.truncation.set_centroids(torch.randn(cfg.num_centroids, cfg.style_dim))
-            rows += time_model(model, "ours", "paper", 256, args.devices, args.paper_batch, args.warmup,
-                               args.paper_repeats, rss_resettable, progress=progress)
+            rows += time_model(
+                model,
+                "ours",
+                "paper",
+                256,
+                args.devices,
+                args.paper_batch,
+                args.warmup,
+                args.paper_repeats,
+                rss_resettable,
+                progress=progress,
+            )
             del model
         else:
             total = count_params(theirs)
             unused = {k: count_params(m) for k, m in authors_unused_modules(theirs).items()}
-            params.update(authors_built=total / 1e6, authors_used=(total - sum(unused.values())) / 1e6,
-                          **{f"authors_{k}": v / 1e6 for k, v in unused.items()})
+            params.update(
+                authors_built=total / 1e6,
+                authors_used=(total - sum(unused.values())) / 1e6,
+                **{f"authors_{k}": v / 1e6 for k, v in unused.items()},
+            )
             perturb_(theirs, seed=1)
             g = torch.Generator().manual_seed(2)
             centroid = torch.randn(1, cfg.style_dim, generator=g)
@@ -399,8 +505,19 @@ def main(argv: list[str] | None = None) -> int:
             with torch.inference_mode():
                 y_theirs = grey(x)
             warmed = {("cpu", "fp32", check_batch)}
-            rows += time_model(grey, "authors", "paper", 256, args.devices, args.paper_batch, args.warmup,
-                               args.paper_repeats, rss_resettable, warmed=warmed, progress=progress)
+            rows += time_model(
+                grey,
+                "authors",
+                "paper",
+                256,
+                args.devices,
+                args.paper_batch,
+                args.warmup,
+                args.paper_repeats,
+                rss_resettable,
+                warmed=warmed,
+                progress=progress,
+            )
             state, tables = authors_to_ours(theirs, cfg)
             progress(" our paper model with the authors' weights")
             torch.manual_seed(0)
@@ -428,14 +545,30 @@ def main(argv: list[str] | None = None) -> int:
             # our rows' memory is read with the authors' net gone, as theirs was read without ours
             del grey, theirs
             gc.collect()
-            rows += time_model(ours, "ours", "paper", 256, args.devices, args.paper_batch, args.warmup,
-                               args.paper_repeats, rss_resettable, warmed=warmed, progress=progress)
+            rows += time_model(
+                ours,
+                "ours",
+                "paper",
+                256,
+                args.devices,
+                args.paper_batch,
+                args.warmup,
+                args.paper_repeats,
+                rss_resettable,
+                warmed=warmed,
+                progress=progress,
+            )
             del ours
 
     # table
     def sort_key(r: Row):
-        return (args.devices.index(r.device), PRESET_ORDER.index(r.preset), modes_for(r.device).index(r.mode),
-                r.batch, r.impl != "ours")
+        return (
+            args.devices.index(r.device),
+            PRESET_ORDER.index(r.preset),
+            modes_for(r.device).index(r.mode),
+            r.batch,
+            r.impl != "ours",
+        )
 
     paired = {(p.device, p.mode, p.batch): p for p in pairs}
     for r in rows:
@@ -445,7 +578,9 @@ def main(argv: list[str] | None = None) -> int:
     authors_ms = {(r.device, r.mode, r.batch): r.ms for r in rows if r.impl == "authors"}
     mem_head = "peak RSS MB (CUDA: max allocated MB)" if "cuda" in args.devices else "peak RSS MB"
     print()
-    print(f"| implementation | preset | device | dtype | batch | ms / slice | slices / s | {mem_head} | ours / authors (time) |")
+    print(
+        f"| implementation | preset | device | dtype | batch | ms / slice | slices / s | {mem_head} | ours / authors (time) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=sort_key):
         impl = "ours" if r.impl == "ours" else "authors' `TGP7`"
@@ -455,34 +590,52 @@ def main(argv: list[str] | None = None) -> int:
             ratio = f"{r.ms / ref:.2f}" if r.ms is not None and ref else ""
             p = paired.get((r.device, r.mode, r.batch))
             if p is not None and r.ms is not None and ref:
-                ratio = (f"**{p.ratio:.2f}** ({min(p.ratios):.2f}–{max(p.ratios):.2f} over {len(p.ratios)} pairs; "
-                         f"{1 / p.ratio:.2f}× the throughput)")
+                ratio = (
+                    f"**{p.ratio:.2f}** ({min(p.ratios):.2f}–{max(p.ratios):.2f} over {len(p.ratios)} pairs; "
+                    f"{1 / p.ratio:.2f}× the throughput)"
+                )
         elif r.impl == "authors":
             ratio = "(reference)" if r.ms is not None else ""
         sps = None if r.ms is None else 1000.0 / r.ms
         ms = fmt(r.ms, 1) if r.ms is None or r.ms < 100 else f"{r.ms:.0f}"
-        cells = [impl, f"`{r.preset}`", r.device, MODE_LABEL[r.mode], str(r.batch),
-                 ms if not r.note else f"{ms} ({r.note})", fmt(sps, 2), fmt(r.mem_mb, 0), ratio]
+        cells = [
+            impl,
+            f"`{r.preset}`",
+            r.device,
+            MODE_LABEL[r.mode],
+            str(r.batch),
+            ms if not r.note else f"{ms} ({r.note})",
+            fmt(sps, 2),
+            fmt(r.mem_mb, 0),
+            ratio,
+        ]
         print("| " + " | ".join(cells) + " |")
     paper_reps = f"{args.paper_repeats} for paper/authors rows" if args.paper_repeats != args.repeats else ""
-    notes.append(f"Times: median of {args.repeats} timed forward passes per row"
-                 + (f" ({paper_reps})" if paper_reps else "")
-                 + f" after {args.warmup} untimed warm-up pass(es), under torch.inference_mode(), random input, "
-                 "random weights; ms per slice = batch time / batch. ours / authors < 1 means ours is faster.")
+    notes.append(
+        f"Times: median of {args.repeats} timed forward passes per row"
+        + (f" ({paper_reps})" if paper_reps else "")
+        + f" after {args.warmup} untimed warm-up pass(es), under torch.inference_mode(), random input, "
+        "random weights; ms per slice = batch time / batch. ours / authors < 1 means ours is faster."
+    )
     if pairs:
-        notes.append(f"Paper rows: ours and the authors' net timed alternately, {args.pairs} pairs per setting, which "
-                     "one runs first swapped each pair; the rows show each network's median over the pairs and the "
-                     "ratio column the median (range) of the per-pair ratios, so that load from other processes "
-                     "hits both alike.")
+        notes.append(
+            f"Paper rows: ours and the authors' net timed alternately, {args.pairs} pairs per setting, which "
+            "one runs first swapped each pair; the rows show each network's median over the pairs and the "
+            "ratio column the median (range) of the per-pair ratios, so that load from other processes "
+            "hits both alike."
+        )
     if rss_resettable:
-        notes.append("Peak RSS: the process's resident-memory high-water mark, reset before each row "
-                     "(model already built): weights + activations + the Python/torch runtime.")
+        notes.append(
+            "Peak RSS: the process's resident-memory high-water mark, reset before each row "
+            "(model already built): weights + activations + the Python/torch runtime."
+        )
     else:
-        notes.append("Peak RSS: could not reset the high-water mark here, so each row shows the process peak "
-                     "so far.")
+        notes.append("Peak RSS: could not reset the high-water mark here, so each row shows the process peak so far.")
     if authors_root is not None and check is not None:
-        notes.append("Authors' rows: their TGP7 as they run it (a grey slice repeated on 3 input channels, "
-                     "output channel 0), with their truncation on (phi 0.9); ours: paper preset, phi 0.9.")
+        notes.append(
+            "Authors' rows: their TGP7 as they run it (a grey slice repeated on 3 input channels, "
+            "output channel 0), with their truncation on (phi 0.9); ours: paper preset, phi 0.9."
+        )
     print()
     for n_ in notes:
         print(f"- {n_}")
@@ -492,26 +645,36 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print("## Identical outputs: the authors' TGP7 weights loaded into our `paper` model")
         print()
-        print(f"- parameters: ours {params['ours']:.2f} M; authors' TGP7 {params['authors_built']:.2f} M built, "
-              f"{params['authors_used']:.2f} M used in forward (MAB {params['authors_MAB']:.2f} M and "
-              f"fusion_convs {params['authors_fusion_convs']:.2f} M are built but never called)")
-        print("- mapped: every tensor of our model (strict load): shallow convs (their 3-channel kernel summed "
-              "over its identical input channels), encoder (q rows x sqrt(d): their encoder attention omits the "
-              "1/sqrt(d) scale; qkv rows reordered per head), latent layer, centroids, CWSS convs, generator "
-              "(channel halves swapped in the modulated layers 4..128, since they modulate the first half and we "
-              "the second; their qkv/proj split between our window and shifted-window modules), reconstruction "
-              "(channel 0 of their 3-channel output conv); their sinusoidal position tables copied into our "
-              "(non-weight) position buffers")
-        print(f"- input: one random 256x256 slice in [0, 1] (batch {check.batch}), eval mode; every parameter of "
-              "theirs perturbed by N(0, 0.02^2) first so that zero-initialised biases, LayerNorms and the "
-              "position-embedding scale alpha take part; truncation phi = 0.9 towards one centroid (repeated "
-              "8 times), so their farthest-centroid rule and our nearest one pick the same vector")
-        print(f"- **max |ours - theirs| = {check.max_abs_diff:.3g}** (largest residual |output - input| "
-              f"= {check.max_abs_residual:.3g})")
+        print(
+            f"- parameters: ours {params['ours']:.2f} M; authors' TGP7 {params['authors_built']:.2f} M built, "
+            f"{params['authors_used']:.2f} M used in forward (MAB {params['authors_MAB']:.2f} M and "
+            f"fusion_convs {params['authors_fusion_convs']:.2f} M are built but never called)"
+        )
+        print(
+            "- mapped: every tensor of our model (strict load): shallow convs (their 3-channel kernel summed "
+            "over its identical input channels), encoder (q rows x sqrt(d): their encoder attention omits the "
+            "1/sqrt(d) scale; qkv rows reordered per head), latent layer, centroids, CWSS convs, generator "
+            "(channel halves swapped in the modulated layers 4..128, since they modulate the first half and we "
+            "the second; their qkv/proj split between our window and shifted-window modules), reconstruction "
+            "(channel 0 of their 3-channel output conv); their sinusoidal position tables copied into our "
+            "(non-weight) position buffers"
+        )
+        print(
+            f"- input: one random 256x256 slice in [0, 1] (batch {check.batch}), eval mode; every parameter of "
+            "theirs perturbed by N(0, 0.02^2) first so that zero-initialised biases, LayerNorms and the "
+            "position-embedding scale alpha take part; truncation phi = 0.9 towards one centroid (repeated "
+            "8 times), so their farthest-centroid rule and our nearest one pick the same vector"
+        )
+        print(
+            f"- **max |ours - theirs| = {check.max_abs_diff:.3g}** (largest residual |output - input| "
+            f"= {check.max_abs_residual:.3g})"
+        )
         if check.max_abs_diff_own_table is not None:
-            print(f"- with our own sinusoidal position tables instead of theirs: max |ours - theirs| = "
-                  f"{check.max_abs_diff_own_table:.3g} (the tables differ: theirs starts at position 1 and puts x "
-                  "before y; they enter only through the learned alpha, 0 at initialisation)")
+            print(
+                f"- with our own sinusoidal position tables instead of theirs: max |ours - theirs| = "
+                f"{check.max_abs_diff_own_table:.3g} (the tables differ: theirs starts at position 1 and puts x "
+                "before y; they enter only through the learned alpha, 0 at initialisation)"
+            )
         else:
             print("- (--quick: the run with our own position tables is left out)")
 
@@ -529,10 +692,14 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---|---|---|---|---|---|---|")
         for v in results:
             shape = "x".join(map(str, v["shape"]))
-            print(f"| `{v['preset']}` | {v['device']} | {v['dtype']} | {shape} | {v['slices']} | "
-                  f"{v['seconds']:.1f} | {v['slices'] / v['seconds']:.2f} | {v['mem_mb']:.0f} |")
-        print(f"\n- ICBM152 2009a T1 (nilearn) cropped to 182x218x181, thick-slice x{args.scale} along axis 2, "
-              f"`super_resolve` with batch {args.volume_batch}, random weights; background slices are not run.")
+            print(
+                f"| `{v['preset']}` | {v['device']} | {v['dtype']} | {shape} | {v['slices']} | "
+                f"{v['seconds']:.1f} | {v['slices'] / v['seconds']:.2f} | {v['mem_mb']:.0f} |"
+            )
+        print(
+            f"\n- ICBM152 2009a T1 (nilearn) cropped to 182x218x181, thick-slice x{args.scale} along axis 2, "
+            f"`super_resolve` with batch {args.volume_batch}, random weights; background slices are not run."
+        )
     elif args.quick:
         print("\nwhole-volume runs: skipped in --quick (run without --quick, or name --volume-presets)")
     print(f"\ntotal wall time: {time.perf_counter() - t_start:.0f} s")

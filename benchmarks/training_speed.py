@@ -18,7 +18,9 @@ from transmrsr.losses import PerceptualLoss, VGG19Features, d_logistic_loss, g_n
 
 try:
     from benchmarks.provenance import header_line, median_seconds
-except ImportError:  # run as `python benchmarks/training_speed.py`: this folder is on sys.path, the repository root may not be
+except (
+    ImportError
+):  # run as `python benchmarks/training_speed.py`: this folder is on sys.path, the repository root may not be
     from provenance import header_line, median_seconds
 
 

@@ -33,7 +33,9 @@ from transmrsr.inference import DEFAULT_FUSION, super_resolve
 
 try:
     from benchmarks.provenance import Timer, header_line
-except ImportError:  # run as `python benchmarks/validation.py`: this folder is on sys.path, the repository root may not be
+except (
+    ImportError
+):  # run as `python benchmarks/validation.py`: this folder is on sys.path, the repository root may not be
     from provenance import Timer, header_line
 
 AXIS = 2  # axial in RAS: prepared volumes are RAS
@@ -59,7 +61,9 @@ def run(model: TransMRSR, hr: np.ndarray, mask: np.ndarray, phi: float | None, f
     scale = int(model.config_scale)
     lr = simulate_thick(hr, AXIS, scale, "box")
     with Timer() as timer:
-        res = super_resolve(model, lr, AXIS, scale, n_thin=hr.shape[AXIS], phi=phi, fusion=fusion, batch_size=batch, show_progress=False)
+        res = super_resolve(
+            model, lr, AXIS, scale, n_thin=hr.shape[AXIS], phi=phi, fusion=fusion, batch_size=batch, show_progress=False
+        )
     sr_row, cubic, *_ = evaluate(res.sr, hr, lr, AXIS, scale, mask=mask)
     return sr_row, cubic, timer.seconds
 
@@ -96,11 +100,21 @@ def main() -> None:
                 sr, cubic, secs = run(model, hr, mask, phi, fusion, args.batch_size)
                 shown_phi = model.config.phi if phi is None else phi
                 d = sr.psnr_mask - cubic.psnr_mask
-                rows.append({
-                    "model": str(folder), "scale": model.config_scale, "phi": shown_phi, "subject": name, "role": role,
-                    "psnr_mask": sr.psnr_mask, "psnr_mask_cubic": cubic.psnr_mask, "delta": d,
-                    "ssim_mask": sr.ssim_mask, "ssim_mask_cubic": cubic.ssim_mask, "seconds": secs,
-                })
+                rows.append(
+                    {
+                        "model": str(folder),
+                        "scale": model.config_scale,
+                        "phi": shown_phi,
+                        "subject": name,
+                        "role": role,
+                        "psnr_mask": sr.psnr_mask,
+                        "psnr_mask_cubic": cubic.psnr_mask,
+                        "delta": d,
+                        "ssim_mask": sr.ssim_mask,
+                        "ssim_mask_cubic": cubic.ssim_mask,
+                        "seconds": secs,
+                    }
+                )
                 print(
                     f"| {Path(folder).name} | ×{model.config_scale} | {shown_phi:g} | {name} | {role} | {sr.psnr_mask:.2f} | "
                     f"{cubic.psnr_mask:.2f} | {d:+.2f} | {sr.ssim_mask:.4f} | {cubic.ssim_mask:.4f} | {secs:.1f} |",

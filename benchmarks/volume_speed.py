@@ -21,7 +21,9 @@ from transmrsr.inference import super_resolve
 
 try:
     from benchmarks.provenance import Timer, header_line, peak_rss_mb
-except ImportError:  # run as `python benchmarks/volume_speed.py`: this folder is on sys.path, the repository root may not be
+except (
+    ImportError
+):  # run as `python benchmarks/volume_speed.py`: this folder is on sys.path, the repository root may not be
     from provenance import Timer, header_line, peak_rss_mb
 
 
@@ -39,7 +41,13 @@ def main() -> None:
     model = TransMRSR(TransMRSRConfig.from_preset(args.preset)).eval()
     with Timer() as timer:
         result = super_resolve(
-            model, lr, 2, args.scale, n_thin=hr.shape[2], batch_size=args.batch_size, fusion=args.fusion,
+            model,
+            lr,
+            2,
+            args.scale,
+            n_thin=hr.shape[2],
+            batch_size=args.batch_size,
+            fusion=args.fusion,
             show_progress=False,
         )
     dt = timer.seconds
@@ -47,8 +55,10 @@ def main() -> None:
     extra = f"preset {args.preset}, x{args.scale}, batch {args.batch_size}, fusion {args.fusion}"
     print(header_line(args.threads, gpu=False, extra=extra))
     print(f"volume {hr.shape} -> {result.sr.shape}; slice axes {result.slice_axes}; canvas {result.canvas}")
-    print(f"slices run: {result.slices_run} (background slices skipped: "
-          f"{sum(hr.shape[a] for a in result.slice_axes) - result.slices_run})")
+    print(
+        f"slices run: {result.slices_run} (background slices skipped: "
+        f"{sum(hr.shape[a] for a in result.slice_axes) - result.slices_run})"
+    )
     print(f"wall time: {dt:.1f} s; {result.slices_run / dt:.2f} slices/s; peak RSS {peak_mb:.0f} MB")
 
 

@@ -91,19 +91,21 @@ def no_data_read(monkeypatch):
 E2E_PREFIX = "test_app"
 #: Test modules whose tests run training loops, whole-volume inference, subprocess pipelines or benchmarks
 #: (each well over a few seconds on 2 cores; together most of the suite's time).
-SLOW_MODULES = frozenset({
-    "test_training.py",
-    "test_ablations.py",
-    "test_adapt.py",
-    "test_any_factor.py",
-    "test_real_acquisitions.py",
-    "test_benchmarks_default_weights.py",
-    "test_benchmarks_quality.py",
-    "test_benchmarks_speed.py",
-    "test_dataset_processes.py",
-    "test_jobs.py",
-    "test_lint.py",
-})
+SLOW_MODULES = frozenset(
+    {
+        "test_training.py",
+        "test_ablations.py",
+        "test_adapt.py",
+        "test_any_factor.py",
+        "test_real_acquisitions.py",
+        "test_benchmarks_default_weights.py",
+        "test_benchmarks_quality.py",
+        "test_benchmarks_speed.py",
+        "test_dataset_processes.py",
+        "test_jobs.py",
+        "test_lint.py",
+    }
+)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -150,8 +150,19 @@ def test_no_gp_takes_neither_decoder_nor_centroids(gan_dir):
 def _train_one_step(data_dir: Path, gan_dir: Path, out: Path, ablation: str | None) -> tuple[dict, dict]:
     """State before (the built model) and after one ``train-sr`` step."""
     opts = SRTrainConfig(
-        data=str(data_dir), gan=str(gan_dir), out=str(out), preset="tiny", scale=4, batch_size=2, max_steps=1,
-        perceptual=False, val_fraction=0.0, ablation=ablation, checkpoint_every=100000, log_every=1, seed=0,
+        data=str(data_dir),
+        gan=str(gan_dir),
+        out=str(out),
+        preset="tiny",
+        scale=4,
+        batch_size=2,
+        max_steps=1,
+        perceptual=False,
+        val_fraction=0.0,
+        ablation=ablation,
+        checkpoint_every=100000,
+        log_every=1,
+        seed=0,
     )
     torch.manual_seed(0)
     before = {k: v.clone() for k, v in build_sr_model(opts)[0].state_dict().items()}
@@ -294,5 +305,6 @@ def test_nearest_vs_authors_farthest_centroid():
     same = centroids[:1].repeat(cfg.num_centroids, 1)
     model.truncation.set_centroids(same)
     assert torch.equal(model.truncation.nearest(latents), authors_selection(latents, same))
-    assert math.isclose(float(model.truncation(latents, phi).sub(phi * latents + (1 - phi) * same[0]).abs().max()), 0,
-                        abs_tol=1e-5)
+    assert math.isclose(
+        float(model.truncation(latents, phi).sub(phi * latents + (1 - phi) * same[0]).abs().max()), 0, abs_tol=1e-5
+    )

@@ -34,7 +34,10 @@ def _blobs(shape, seed=0) -> np.ndarray:
 
 def _acq(r=2.5, thickness=None, profile="box", shape=(28, 26, 12)):
     return Acquisition(
-        axis=2, zooms=(1.0, 1.0, r), factors=(1.0, 1.0, r), slice_thickness=r if thickness is None else thickness,
+        axis=2,
+        zooms=(1.0, 1.0, r),
+        factors=(1.0, 1.0, r),
+        slice_thickness=r if thickness is None else thickness,
         profile=profile,
     )
 
@@ -101,8 +104,12 @@ def test_time_bound_stops_early(tiny_model):
 
 
 def test_options_errors():
-    for kw, word in (({"steps": 0}, "steps"), ({"max_seconds": 0}, "time"), ({"lr": -1}, "learning rate"),
-                     ({"batch_size": 0}, "batch size")):
+    for kw, word in (
+        ({"steps": 0}, "steps"),
+        ({"max_seconds": 0}, "time"),
+        ({"lr": -1}, "learning rate"),
+        ({"batch_size": 0}, "batch size"),
+    ):
         with pytest.raises(ValueError, match=word):
             AdaptOptions(**kw)
 
@@ -124,8 +131,20 @@ def test_cli_adapt_on_bundled_weights_never_writes_them(tmp_path):
     nib.save(nib.Nifti1Image(lr, aff), str(src))
     outs = []
     for name in ("a.nii.gz", "b.nii.gz"):
-        rc = main(["sr", str(src), str(tmp_path / name), "--adapt", "--adapt-steps", "2", "--seed", "3",
-                   "--no-fusion", "--quiet"])
+        rc = main(
+            [
+                "sr",
+                str(src),
+                str(tmp_path / name),
+                "--adapt",
+                "--adapt-steps",
+                "2",
+                "--seed",
+                "3",
+                "--no-fusion",
+                "--quiet",
+            ]
+        )
         assert rc == 0
         outs.append(nib.load(str(tmp_path / name)))
     assert _sha(weights) == digest

@@ -210,8 +210,15 @@ def test_explicit_scale_keeps_the_in_plane_grid():
 
 @pytest.mark.parametrize(
     "r,strategy,model,working_k",
-    [(3.3, "grid", 4, 4 / 3.3), (5.0, "grid", 8, 8 / 5), (10.0, "grid", 8, 0.8), (3.3, "direct", 4, 1.0),
-     (6.0, "direct", 8, 1.0), (2.0, "thick", 4, 1.0), (4.0, "grid", 4, 1.0)],
+    [
+        (3.3, "grid", 4, 4 / 3.3),
+        (5.0, "grid", 8, 8 / 5),
+        (10.0, "grid", 8, 0.8),
+        (3.3, "direct", 4, 1.0),
+        (6.0, "direct", 8, 1.0),
+        (2.0, "thick", 4, 1.0),
+        (4.0, "grid", 4, 1.0),
+    ],
 )
 def test_serving_plans(r, strategy, model, working_k):
     acq = Acquisition(axis=2, zooms=(1.0, 1.0, r), factors=(1.0, 1.0, r), slice_thickness=r)
@@ -236,8 +243,9 @@ def test_non_integer_factor_with_gap_runs_the_model(tiny_model):
     hr = rng.random((16, 14, 40)).astype(np.float32)
     prof = SliceProfile(3.3, 2.0, "gaussian")
     lr = simulate_acquisition(hr, 2, prof)
-    acq = Acquisition(axis=2, zooms=(1.0, 1.0, 3.3), factors=(1.0, 1.0, 3.3), slice_thickness=2.0,
-                      profile="gaussian", n_thin=40)
+    acq = Acquisition(
+        axis=2, zooms=(1.0, 1.0, 3.3), factors=(1.0, 1.0, 3.3), slice_thickness=2.0, profile="gaussian", n_thin=40
+    )
     seen = []
     res = super_resolve_acquisition(lambda m: seen.append(m) or tiny_model, lr, acq, fusion=False, show_progress=False)
     assert seen == [4] and res.sr.shape == hr.shape == res.cubic.shape and np.all(np.isfinite(res.sr))

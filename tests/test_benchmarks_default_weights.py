@@ -27,9 +27,24 @@ def test_default_weights_scores_fused_and_one_plane_and_updates_the_card(tiny_di
     card.write_text("# card\n\nbefore\n<!-- metrics:start -->\nold figures\n<!-- metrics:end -->\nafter\n")
     out_json = tmp_path / "res.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "default_weights.py"), "--checkpoints", str(tmp_path / "checkpoints"),
-         "--scales", "8", "--threads", "1", "--json", str(out_json), "--update-cards"],
-        check=False, cwd=REPO, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "default_weights.py"),
+            "--checkpoints",
+            str(tmp_path / "checkpoints"),
+            "--scales",
+            "8",
+            "--threads",
+            "1",
+            "--json",
+            str(out_json),
+            "--update-cards",
+        ],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out_json.read_text())["results"][0]

@@ -71,8 +71,29 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 def edsr_args(data, out, steps, *extra) -> list:
-    return ["train-sr", "--data", data, "--out", out, "--arch", "edsr", "--preset", "tiny", "--scale", SCALE,
-            "--batch-size", 4, "--max-steps", steps, "--no-perceptual", "--log-every", 1, "--checkpoint-every", 100000, *extra]
+    return [
+        "train-sr",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--arch",
+        "edsr",
+        "--preset",
+        "tiny",
+        "--scale",
+        SCALE,
+        "--batch-size",
+        4,
+        "--max-steps",
+        steps,
+        "--no-perceptual",
+        "--log-every",
+        1,
+        "--checkpoint-every",
+        100000,
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -201,19 +222,55 @@ def test_train_sr_arch_edsr_resume_is_identical(data_dir, tmp_path):
 def test_quality_quick(quality, data_dir, edsr_run, tmp_path, capsys):
     crop = (40, 40, 32)
     runs, out_json = tmp_path / "runs", tmp_path / "q.json"
-    argv = ["--quick", "--scales", SCALE, "--steps", 2, "--gan-steps", 2, "--centroid-samples", 50, "--crop", *crop,
-            "--data", data_dir, "--runs", runs, "--json", out_json, "--models", f"edsr={edsr_run}"]
+    argv = [
+        "--quick",
+        "--scales",
+        SCALE,
+        "--steps",
+        2,
+        "--gan-steps",
+        2,
+        "--centroid-samples",
+        50,
+        "--crop",
+        *crop,
+        "--data",
+        data_dir,
+        "--runs",
+        runs,
+        "--json",
+        out_json,
+        "--models",
+        f"edsr={edsr_run}",
+    ]
     capsys.readouterr()
     quality.main([str(a) for a in argv])
     stdout = capsys.readouterr().out
     # one markdown table with a header line
     assert f"## ×{SCALE}" in stdout
     header = next(line for line in stdout.splitlines() if line.startswith("# "))
-    for part in ("commit ", "torch ", "threads", "command: `python benchmarks/quality.py --quick", "budget per trained model: 2 steps"):
+    for part in (
+        "commit ",
+        "torch ",
+        "threads",
+        "command: `python benchmarks/quality.py --quick",
+        "budget per trained model: 2 steps",
+    ):
         assert part in header, part
     rows = [line for line in stdout.splitlines() if line.startswith("| ") and not line.startswith("| method")]
     names = [r.split("|")[1].strip() for r in rows]
-    assert names == ["cubic", "trilinear", "EDSR", "TransMRSR", "TransMRSR", "no-gp", "no-sdt", "no-mref", "no-sc", "frozen-gp"]
+    assert names == [
+        "cubic",
+        "trilinear",
+        "EDSR",
+        "TransMRSR",
+        "TransMRSR",
+        "no-gp",
+        "no-sdt",
+        "no-mref",
+        "no-sc",
+        "frozen-gp",
+    ]
     assert [r.split("|")[2].strip() for r in rows[3:5]] == ["0.5", "1"]
     assert "Paper, Table 3" in stdout and "no-mref > no-gp > no-sc > no-sdt" in stdout and "Kendall" in stdout
 

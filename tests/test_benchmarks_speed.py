@@ -11,9 +11,26 @@ def test_speed_quick_tiny_skips_missing_authors_repo(tmp_path):
     empty = tmp_path / "authors"
     empty.mkdir()
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "speed.py"), "--quick", "--presets", "tiny",
-         "--authors", str(empty), "--devices", "cpu", "--threads", "1", "--repeats", "2"],
-        check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "speed.py"),
+            "--quick",
+            "--presets",
+            "tiny",
+            "--authors",
+            str(empty),
+            "--devices",
+            "cpu",
+            "--threads",
+            "1",
+            "--repeats",
+            "2",
+        ],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -35,14 +52,34 @@ def test_gpu_check_runs_its_stages_on_the_cpu(tmp_path):
     import os
 
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "run", "--device", "cpu", "--check-presets", "tiny",
-         "--no-compile", "--threads", "1", "--limit", "8"],
-        check=False, cwd=REPO, capture_output=True, text=True, timeout=240, env={**os.environ, "OUT": str(tmp_path)},
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "gpu_check.py"),
+            "run",
+            "--device",
+            "cpu",
+            "--check-presets",
+            "tiny",
+            "--no-compile",
+            "--threads",
+            "1",
+            "--limit",
+            "8",
+        ],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "OUT": str(tmp_path)},
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     table = (tmp_path / "correctness.md").read_text()
-    rows = {r.split("|")[2].strip(): [c.strip() for c in r.strip("|").split("|")]
-            for r in table.splitlines() if r.startswith("| tiny |")}
+    rows = {
+        r.split("|")[2].strip(): [c.strip() for c in r.strip("|").split("|")]
+        for r in table.splitlines()
+        if r.startswith("| tiny |")
+    }
     assert set(rows) == {"fp32", "bf16 autocast"}
     assert float(rows["fp32"][2]) == 0.0 and rows["fp32"][4].startswith("yes")
     assert 0.0 < float(rows["bf16 autocast"][2]) < 5e-2 and rows["bf16 autocast"][4].startswith("yes")

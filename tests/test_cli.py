@@ -593,8 +593,12 @@ def test_sr_output_beyond_the_memory_limit_refused_before_reading(tmp_path, capf
 def test_output_equal_to_input_is_refused(tmp_path, capfd, monkeypatch, no_model, how):
     path = _good_lr(tmp_path / "lr.nii.gz")
     before = path.read_bytes()
-    out = {"same_path": path, "relative_spelling": tmp_path / "." / "sub" / ".." / "lr.nii.gz",
-           "hard_link": tmp_path / "link.nii.gz", "symlink": tmp_path / "sym.nii.gz"}[how]
+    out = {
+        "same_path": path,
+        "relative_spelling": tmp_path / "." / "sub" / ".." / "lr.nii.gz",
+        "hard_link": tmp_path / "link.nii.gz",
+        "symlink": tmp_path / "sym.nii.gz",
+    }[how]
     (tmp_path / "sub").mkdir()
     if how == "hard_link":
         os.link(path, out)
@@ -634,8 +638,20 @@ def test_unwritable_output_refused_before_the_run(tmp_path, capfd, no_model, how
 def test_output_in_a_missing_but_creatable_folder_is_written(tmp_path, tiny_dir):
     """A missing folder that can be created is not an error (it is created when writing)."""
     path = _good_lr(tmp_path / "lr.nii.gz")
-    assert main(["sr", str(path), str(tmp_path / "new" / "deeper" / "sr.nii.gz"), "--model", str(tiny_dir), "--quiet",
-                 "--no-fusion"]) == 0
+    assert (
+        main(
+            [
+                "sr",
+                str(path),
+                str(tmp_path / "new" / "deeper" / "sr.nii.gz"),
+                "--model",
+                str(tiny_dir),
+                "--quiet",
+                "--no-fusion",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "new" / "deeper" / "sr.nii.gz").is_file()
 
 
@@ -643,8 +659,12 @@ def test_output_in_a_missing_but_creatable_folder_is_written(tmp_path, tiny_dir)
 def test_unwritable_out_folder_refused_before_the_run(tmp_path, capfd, command):
     (tmp_path / "notes.txt").write_text("a file")
     out = tmp_path / "notes.txt" / "run"
-    extra = {"train-gan": ["--data", tmp_path], "train-sr": ["--data", tmp_path, "--scale", "4"],
-             "prepare-packaged": [], "prepare-public": [tmp_path]}[command]
+    extra = {
+        "train-gan": ["--data", tmp_path],
+        "train-sr": ["--data", tmp_path, "--scale", "4"],
+        "prepare-packaged": [],
+        "prepare-public": [tmp_path],
+    }[command]
     line = cli_error(capfd, command, "--out", out, *extra)
     check_message(line, out, ("not a folder", "is a file"))
 
@@ -682,8 +702,10 @@ def test_config_boolean_given_as_string_is_refused(tmp_path, capfd, tiny_dir, va
     assert "use_skip" in line and not (tmp_path / "sr.nii.gz").exists()
 
 
-@pytest.mark.parametrize("field,value,words", [("img_size", "32", "an integer"), ("phi", "0.5", "a number"),
-                                               ("enc_dims", [8, "16", 16], "a list of integers")])
+@pytest.mark.parametrize(
+    "field,value,words",
+    [("img_size", "32", "an integer"), ("phi", "0.5", "a number"), ("enc_dims", [8, "16", 16], "a list of integers")],
+)
 def test_config_other_types_given_as_strings_are_refused(tmp_path, tiny_dir, field, value, words):
     from transmrsr.config import ConfigError
 
@@ -714,8 +736,12 @@ def limit_runs(tmp_path_factory, tiny_dir):
         "output_is_input": ("sr", good, good, "--model", tiny_dir, "--quiet"),
         "scale_100000": ("sr", good, root / "o2.nii.gz", "--scale", "100000", "--axis", "2", "--quiet"),
         "string_bool": ("sr", good, root / "o3.nii.gz", "--model", model, "--quiet"),
-        "rgb": ("sr", _raw_nii(root / "rgb.nii", dtype=np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])),
-                root / "o4.nii.gz", "--quiet"),
+        "rgb": (
+            "sr",
+            _raw_nii(root / "rgb.nii", dtype=np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])),
+            root / "o4.nii.gz",
+            "--quiet",
+        ),
     }
     if not torch.cuda.is_available():
         cases["device_cuda"] = ("sr", good, root / "o5.nii.gz", "--device", "cuda", "--quiet")

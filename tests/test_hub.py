@@ -70,7 +70,7 @@ for rev in (None, "{commit}"):
     m = TransMRSR.from_pretrained("someone/transmrsr-tiny", revision=rev)
     with torch.inference_mode():
         y = m(x, phi=0.5)
-    assert torch.equal(y, torch.load(r"{tmp_path / 'expected.pt'}")), rev
+    assert torch.equal(y, torch.load(r"{tmp_path / "expected.pt"}")), rev
 try:
     TransMRSR.from_pretrained("someone/not-cached")
 except PretrainedLoadError as exc:
@@ -161,7 +161,9 @@ def test_config_not_matching_weights_is_named(saved):
     cfg = json.loads((saved / "config.json").read_text())
     cfg["shallow_dim"], cfg["enc_dims"][0], cfg["dec_channels"][-1] = 16, 16, 16
     (saved / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(PretrainedLoadError, match=r"model\.safetensors: does not match its config\.json: .*shape mismatch"):
+    with pytest.raises(
+        PretrainedLoadError, match=r"model\.safetensors: does not match its config\.json: .*shape mismatch"
+    ):
         TransMRSR.from_pretrained(saved)
 
 

@@ -67,8 +67,17 @@ def manager():
 
 
 def stage1(data, out, steps, **kw) -> Stage1Spec:
-    return Stage1Spec(data=str(data), out=str(out), preset="tiny", batch_size=4, max_steps=steps, log_every=1,
-                      checkpoint_every=100000, sample_every=0, **kw)
+    return Stage1Spec(
+        data=str(data),
+        out=str(out),
+        preset="tiny",
+        batch_size=4,
+        max_steps=steps,
+        log_every=1,
+        checkpoint_every=100000,
+        sample_every=0,
+        **kw,
+    )
 
 
 def wait_until(cond, timeout: float, what: str, manager: JobManager | None = None):
@@ -147,12 +156,26 @@ def test_commands(data_dir, tmp_path):
     args = cmd[3:]
     assert args[args.index("--data") + 1] == str(data_dir.resolve())
     assert args[args.index("--out") + 1] == str((tmp_path / "o").resolve())
-    for opt, val in {"--preset": "tiny", "--batch-size": "4", "--max-steps": "7", "--img-size": "32",
-                     "--sample-every": "0", "--log-every": "1"}.items():
+    for opt, val in {
+        "--preset": "tiny",
+        "--batch-size": "4",
+        "--max-steps": "7",
+        "--img-size": "32",
+        "--sample-every": "0",
+        "--log-every": "1",
+    }.items():
         assert args[args.index(opt) + 1] == val, opt
     gen = tmp_path / "gen"
-    s2 = Stage2Spec(data=str(data_dir), out=str(tmp_path / "sr"), gan=str(gen), preset="tiny", scale=8,
-                    perceptual=False, max_steps=None, epochs=3)
+    s2 = Stage2Spec(
+        data=str(data_dir),
+        out=str(tmp_path / "sr"),
+        gan=str(gen),
+        preset="tiny",
+        scale=8,
+        perceptual=False,
+        max_steps=None,
+        epochs=3,
+    )
     args = s2.args()
     assert args[0] == "train-sr" and "--no-perceptual" in args and "--max-steps" not in args
     assert args[args.index("--gan") + 1] == str(gen.resolve()) and args[args.index("--scale") + 1] == "8"
@@ -181,8 +204,9 @@ def test_records_curves_and_tail_helpers(tmp_path):
     assert parse_records(junk) == ([{"a": 1}], len(junk))
     curves = loss_curves(recs)
     assert curves == {"loss": [(1, 1.0), (2, 0.8)], "l1": [(1, 0.5), (2, 0.4)], "val_psnr": [(2, 21.5)]}
-    assert sorted(curve_table(recs)) == sorted([[1, 1.0, "loss"], [2, 0.8, "loss"], [1, 0.5, "l1"], [2, 0.4, "l1"],
-                                                [2, 21.5, "val_psnr"]])
+    assert sorted(curve_table(recs)) == sorted(
+        [[1, 1.0, "loss"], [2, 0.8, "loss"], [1, 0.5, "l1"], [2, 0.4, "l1"], [2, 21.5, "val_psnr"]]
+    )
     fig = loss_figure(recs)
     assert len(fig.axes) == 2 and len(fig.axes[0].get_lines()) == 2
     assert loss_figure(recs[:1]) is None

@@ -872,7 +872,9 @@ def test_whole_model_fast_paths_plain_inference_and_bf16_autocast_agree(monkeypa
     assert err < 0.05 * max((ref - x).abs().max().item(), 1e-3), err
 
 
-@pytest.mark.parametrize("activation,use_residual", [("relu", False), ("leaky_relu", False), ("none", True), ("none", False)])
+@pytest.mark.parametrize(
+    "activation,use_residual", [("relu", False), ("leaky_relu", False), ("none", True), ("none", False)]
+)
 def test_fused_cpu_conv_matches_the_plain_ops(activation, use_residual):
     from transmrsr.models.layers import conv2d_same
 

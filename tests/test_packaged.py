@@ -59,8 +59,12 @@ def test_prepare_packaged_splits_and_reorients(tmp_path, monkeypatch):
     assert main(["prepare-packaged", "--out", str(out)]) == 0
     manifest = json.loads((out / "sources.json").read_text())
     roles = {v["name"]: v["role"] for v in manifest["volumes"]}
-    assert roles == {"pycortex-S1": "train", "mni152nlin6asym": "train", "mni152nlin6asym-brain": "train",
-                     "icbm152-2009a": "test"}
+    assert roles == {
+        "pycortex-S1": "train",
+        "mni152nlin6asym": "train",
+        "mni152nlin6asym-brain": "train",
+        "icbm152-2009a": "test",
+    }
     # the skull-stripped copy: the T1 inside its mask, zero outside, on the same RAS grid
     full = nib.load(out / "train" / "mni152nlin6asym.nii.gz")
     brain = nib.load(out / "train" / "mni152nlin6asym-brain.nii.gz")

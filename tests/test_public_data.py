@@ -98,10 +98,25 @@ def test_stage1_trains_on_every_volume(public_src, tmp_path):
     for i in range(2):
         nib.save(nib.Nifti1Image(_head((24, 24, 24), True, i).astype(np.float32), np.eye(4)), data / f"s{i}.nii.gz")
     out = tmp_path / "gan"
-    rc = main([
-        "train-gan", "--data", str(data), "--out", str(out), "--preset", "tiny", "--batch-size", "2",
-        "--max-steps", "1", "--checkpoint-every", "1000", "--sample-every", "0",
-    ])
+    rc = main(
+        [
+            "train-gan",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--preset",
+            "tiny",
+            "--batch-size",
+            "2",
+            "--max-steps",
+            "1",
+            "--checkpoint-every",
+            "1000",
+            "--sample-every",
+            "0",
+        ]
+    )
     assert rc == 0
     start = json.loads((out / "log.jsonl").read_text().splitlines()[0])
     assert start["train_volumes"] == ["s0.nii.gz", "s1.nii.gz"] and start["held_out_volumes"] == []
@@ -125,7 +140,9 @@ def test_inference_centres_small_slices_on_the_canvas_like_training():
 def test_training_acquisitions_with_gaps():
     """The gap variants of training are the degradation module's slab: a 2-slice slab every 4."""
     x = np.random.default_rng(1).random((4, 5, 23)).astype(np.float32)
-    np.testing.assert_allclose(simulate_acquisition(x, 2, SliceProfile(4.0, None, "box")), simulate_thick(x, 2, 4, "box"), atol=1e-6)
+    np.testing.assert_allclose(
+        simulate_acquisition(x, 2, SliceProfile(4.0, None, "box")), simulate_thick(x, 2, 4, "box"), atol=1e-6
+    )
     gap = simulate_acquisition(x, 2, SliceProfile(4.0, 2.0, "box"))
     np.testing.assert_allclose(gap[:, :, 1], x[:, :, 5:7].mean(axis=2), atol=1e-6)
 

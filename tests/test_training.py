@@ -65,15 +65,49 @@ def cli(*args) -> int:
 
 def gan_args(data, out, steps, *extra) -> list[str]:
     return [
-        "train-gan", "--data", data, "--out", out, "--preset", "tiny", "--batch-size", BATCH,
-        "--max-steps", steps, "--log-every", 1, "--checkpoint-every", 100000, "--sample-every", 0, *extra,
+        "train-gan",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--preset",
+        "tiny",
+        "--batch-size",
+        BATCH,
+        "--max-steps",
+        steps,
+        "--log-every",
+        1,
+        "--checkpoint-every",
+        100000,
+        "--sample-every",
+        0,
+        *extra,
     ]
 
 
 def sr_args(data, gan, out, steps, *extra) -> list[str]:
     return [
-        "train-sr", "--data", data, "--gan", gan, "--out", out, "--preset", "tiny", "--scale", SCALE,
-        "--batch-size", BATCH, "--max-steps", steps, "--log-every", 1, "--checkpoint-every", 100000, *extra,
+        "train-sr",
+        "--data",
+        data,
+        "--gan",
+        gan,
+        "--out",
+        out,
+        "--preset",
+        "tiny",
+        "--scale",
+        SCALE,
+        "--batch-size",
+        BATCH,
+        "--max-steps",
+        steps,
+        "--log-every",
+        1,
+        "--checkpoint-every",
+        100000,
+        *extra,
     ]
 
 
@@ -94,7 +128,9 @@ def assert_identical(a, b, where: str = "state") -> None:
     if torch.is_tensor(a) or torch.is_tensor(b):
         assert torch.is_tensor(a) and torch.is_tensor(b), f"{where}: tensor vs {type(b).__name__}"
         assert a.shape == b.shape and a.dtype == b.dtype, f"{where}: {a.shape}/{a.dtype} vs {b.shape}/{b.dtype}"
-        assert torch.equal(a, b), f"{where}: tensors differ (max |diff| {(a.double() - b.double()).abs().max().item():.3g})"
+        assert torch.equal(a, b), (
+            f"{where}: tensors differ (max |diff| {(a.double() - b.double()).abs().max().item():.3g})"
+        )
     elif isinstance(a, dict):
         assert isinstance(b, dict) and set(a) == set(b), f"{where}: keys {sorted(map(str, a))} vs {sorted(map(str, b))}"
         for k in a:
@@ -449,8 +485,9 @@ def test_train_sr_without_weights_offline_says_no_perceptual(data_dir, gan_dir, 
     env = _env(HF_HOME=str(hf), HF_HUB_CACHE=str(hf / "hub"), HF_HUB_OFFLINE="1")
     env.pop("HF_TOKEN", None)
     args = sr_args(data_dir, gan_dir, out, 2)
-    proc = subprocess.run([sys.executable, "-m", "transmrsr", *map(str, args)], capture_output=True, text=True, env=env,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "transmrsr", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -471,8 +508,11 @@ def test_stage1_split_resume_is_identical(data_dir, tmp_path, capsys):
     sa, sb = load_state(a), load_state(b)
     assert sa["step"] == sb["step"] == n
     assert_identical(sa, sb, "stage-1 state")
-    assert_identical(dict(StyleSwinGenerator.from_pretrained(a).state_dict()),
-                     dict(StyleSwinGenerator.from_pretrained(b).state_dict()), "saved generator")
+    assert_identical(
+        dict(StyleSwinGenerator.from_pretrained(a).state_dict()),
+        dict(StyleSwinGenerator.from_pretrained(b).state_dict()),
+        "saved generator",
+    )
     log = read_log(b)
     assert [r.get("event") for r in log if "event" in r] == ["start", "done", "resume", "done"]
     assert [r["step"] for r in step_records(log)] == list(range(1, n + 1))
@@ -493,8 +533,9 @@ def test_stage2_split_resume_across_epoch_is_identical(data_dir, gan_dir, steps_
     assert sa["step"] == sb["step"] == n and sa["epoch"] == 1
     assert sa["sched"]["last_epoch"] == 1 and len(sa["history"]) == 1 and math.isfinite(sa["history"][0])
     assert_identical(sa, sb, "stage-2 state")
-    assert_identical(dict(TransMRSR.from_pretrained(a).state_dict()), dict(TransMRSR.from_pretrained(b).state_dict()),
-                     "saved model")
+    assert_identical(
+        dict(TransMRSR.from_pretrained(a).state_dict()), dict(TransMRSR.from_pretrained(b).state_dict()), "saved model"
+    )
     for folder in (a, b):
         epochs = [r for r in read_log(folder) if r.get("event") == "epoch"]
         assert len(epochs) == 1 and epochs[0]["step"] == spe and math.isfinite(epochs[0]["val_psnr"])
@@ -514,8 +555,9 @@ def test_sigterm_then_resume(stage, data_dir, gan_dir, tmp_path):
 
     killed = tmp_path / "killed"
     with open(tmp_path / "stdout", "w") as so, open(tmp_path / "stderr", "w") as se:
-        proc = subprocess.Popen([sys.executable, "-m", "transmrsr", *map(str, args(killed, 100000))],
-                                stdout=so, stderr=se, env=_env())
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "transmrsr", *map(str, args(killed, 100000))], stdout=so, stderr=se, env=_env()
+        )
         try:
             deadline = time.monotonic() + 240
             while True:
@@ -559,8 +601,20 @@ def test_two_process_cpu_run(stage, data_dir, gan_dir, tmp_path):
         args = sr_args(data_dir, gan_dir, out, 4, "--no-perceptual", "--batch-size", 2)
     else:
         args = gan_args(data_dir, out, 4, "--batch-size", 2)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), "-m", "transmrsr", *map(str, args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "transmrsr",
+        *map(str, args),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = read_log(out)
@@ -577,8 +631,20 @@ def test_two_process_cpu_run(stage, data_dir, gan_dir, tmp_path):
 def test_two_process_resume_is_identical(data_dir, gan_dir, tmp_path):
     def run(out, steps, *extra):
         args = sr_args(data_dir, gan_dir, out, steps, "--no-perceptual", "--batch-size", 2, *extra)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), "-m", "transmrsr", *map(str, args)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(free_port()),
+            "-m",
+            "transmrsr",
+            *map(str, args),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=400)
         assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -594,9 +660,19 @@ def test_resume_with_loader_workers_is_identical(data_dir, gan_dir, tmp_path):
     from transmrsr.training import train_sr
 
     def opts(out, steps, resume=False):
-        return SRTrainConfig(data=str(data_dir), gan=str(gan_dir), out=str(out), preset="tiny", scale=SCALE,
-                             batch_size=BATCH, max_steps=steps, perceptual=False, num_workers=1, resume=resume,
-                             checkpoint_every=100000)
+        return SRTrainConfig(
+            data=str(data_dir),
+            gan=str(gan_dir),
+            out=str(out),
+            preset="tiny",
+            scale=SCALE,
+            batch_size=BATCH,
+            max_steps=steps,
+            perceptual=False,
+            num_workers=1,
+            resume=resume,
+            checkpoint_every=100000,
+        )
 
     train_sr(opts(tmp_path / "a", 6))
     train_sr(opts(tmp_path / "b", 3))
@@ -607,8 +683,13 @@ def test_resume_with_loader_workers_is_identical(data_dir, gan_dir, tmp_path):
 
 # ============================================================================ 7. ablations
 # the config fields each ablation turns off (issue 22: w/o GP drops SDT, w/o SC the global residual)
-SWITCHES = {None: None, "no-gp": {"use_generative_prior", "use_sdt"}, "no-sdt": {"use_sdt"}, "no-mref": {"use_cwss"},
-            "no-sc": {"use_skip", "use_residual"}}
+SWITCHES = {
+    None: None,
+    "no-gp": {"use_generative_prior", "use_sdt"},
+    "no-sdt": {"use_sdt"},
+    "no-mref": {"use_cwss"},
+    "no-sc": {"use_skip", "use_residual"},
+}
 
 
 def test_ablations_give_different_models(gan_dir, data_dir):

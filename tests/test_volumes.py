@@ -112,7 +112,9 @@ def box_reference(hr: np.ndarray, axis: int, r: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- 1. geometry round trip
 AFFINES = {
-    "aligned": lambda: np.diag([1.0, 1.0, 1.0, 1.0]) + np.array([[0, 0, 0, -10.0], [0, 0, 0, 5.0], [0, 0, 0, 3.0], [0, 0, 0, 0]]),
+    "aligned": lambda: (
+        np.diag([1.0, 1.0, 1.0, 1.0]) + np.array([[0, 0, 0, -10.0], [0, 0, 0, 5.0], [0, 0, 0, 3.0], [0, 0, 0, 0]])
+    ),
     "oblique": lambda: oblique_affine((0.9, 1.2, 1.0), seed=7),
     "oblique_flipped": lambda: oblique_affine((1.1, 0.8, 1.3), seed=11, flip=True),
 }
@@ -543,7 +545,12 @@ def test_ssim_identity_noise_and_skimage():
     s1, s2 = ssim(noisy1, ref), ssim(noisy2, ref)
     assert 0 < s2 < s1 < 1
     direct = structural_similarity(
-        ref, noisy1, data_range=float(ref.max() - ref.min()), gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        ref,
+        noisy1,
+        data_range=float(ref.max() - ref.min()),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
     )
     assert ssim(noisy1, ref) == pytest.approx(direct, rel=1e-6)
 
@@ -557,8 +564,13 @@ def test_ssim_mask_is_mean_of_the_skimage_map_inside_the_mask():
     mask = np.zeros(ref.shape, dtype=bool)
     mask[6:14, 5:15, 7:12] = True
     _, full = structural_similarity(
-        ref, test, data_range=float(ref.max() - ref.min()), gaussian_weights=True, sigma=1.5,
-        use_sample_covariance=False, full=True,
+        ref,
+        test,
+        data_range=float(ref.max() - ref.min()),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        full=True,
     )
     assert ssim(test, ref, mask) == pytest.approx(float(full[mask].mean()), rel=1e-9)
 
@@ -797,8 +809,11 @@ def test_rgb_and_complex_data_are_refused_unread(tmp_path, no_data_read, dtype, 
 
 @pytest.mark.parametrize(
     "zooms,words",
-    [((1.0, 1.0, 1e6), "outside the accepted"), ((1e-5, 1e-5, 1e-5), "outside the accepted"),
-     ((0.01, 0.01, 0.5), "factor")],
+    [
+        ((1.0, 1.0, 1e6), "outside the accepted"),
+        ((1e-5, 1e-5, 1e-5), "outside the accepted"),
+        ((0.01, 0.01, 0.5), "factor"),
+    ],
     ids=["1x1x1e6mm", "10nm", "factor50"],
 )
 def test_absurd_voxel_sizes_are_refused_unread(tmp_path, no_data_read, zooms, words):

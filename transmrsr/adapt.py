@@ -116,9 +116,7 @@ def adaptation_pairs(lr_w: np.ndarray, acq: Acquisition, plan: ServingPlan) -> l
     scaler = IntensityScaler.fit(lr_w)
     hr = np.ascontiguousarray(np.moveaxis(scaler.forward(lr_w), acq.axis, 0))  # (n, A, B)
     w = plan.working[acq.axis]  # working voxels per thick slice
-    profile = SliceProfile(
-        spacing=w, thickness=acq.slice_thickness / acq.zooms[acq.axis] * w, kind=acq.profile
-    )
+    profile = SliceProfile(spacing=w, thickness=acq.slice_thickness / acq.zooms[acq.axis] * w, kind=acq.profile)
     pairs = []
     for a in (1, 2):
         if hr.shape[a] < 2 * math.ceil(w):
@@ -211,7 +209,10 @@ def adapt_model(
     tuned.eval()
     k = max(1, len(losses) // 10)
     report = AdaptReport(
-        steps=len(losses), seconds=time.perf_counter() - t0, first_loss=float(np.mean(losses[:k])),
-        last_loss=float(np.mean(losses[-k:])), images=sum(p[1].shape[0] for p in pairs),
+        steps=len(losses),
+        seconds=time.perf_counter() - t0,
+        first_loss=float(np.mean(losses[:k])),
+        last_loss=float(np.mean(losses[-k:])),
+        images=sum(p[1].shape[0] for p in pairs),
     )
     return tuned, report

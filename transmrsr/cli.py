@@ -218,7 +218,9 @@ def _sr_dicom(args: argparse.Namespace) -> int:
     from .data.io import VolumeError
 
     if not _is_dicom(args.input):
-        raise VolumeError(f"{args.input}: --dicom-out needs a DICOM input (folder, .zip or DICOM file)", path=args.input)
+        raise VolumeError(
+            f"{args.input}: --dicom-out needs a DICOM input (folder, .zip or DICOM file)", path=args.input
+        )
     dicom_out = getattr(args, "dicom_out", None)
     check_output_file(args.output, [args.input])
     if dicom_out:
@@ -245,7 +247,10 @@ def _sr_dicom(args: argparse.Namespace) -> int:
 
             img = nib.load(args.output)
             files = write_derived_series(
-                np.asarray(img.dataobj, dtype=np.float32), img.affine, dicom, dicom_out,
+                np.asarray(img.dataobj, dtype=np.float32),
+                img.affine,
+                dicom,
+                dicom_out,
                 slice_axis=dicom.series.slice_axis,
             )
             if not args.quiet:
@@ -283,10 +288,15 @@ def _cmd_sr(args: argparse.Namespace) -> int:
     if not args.model:  # the bundled weights are T1: say so when the file says it is something else
         from .studio import contrast_guess
 
-        hint = contrast_guess(os.path.basename(str(args.input)), info.header if hasattr(info, "header") else None, sidecar=str(args.input))
+        hint = contrast_guess(
+            os.path.basename(str(args.input)), info.header if hasattr(info, "header") else None, sidecar=str(args.input)
+        )
         if hint:
-            print(f"warning: {os.path.basename(str(args.input))} does not look T1-weighted ({hint}); the bundled "
-                  "weights are trained on T1 only, the result may be wrong", file=sys.stderr)
+            print(
+                f"warning: {os.path.basename(str(args.input))} does not look T1-weighted ({hint}); the bundled "
+                "weights are trained on T1 only, the result may be wrong",
+                file=sys.stderr,
+            )
     # any factor (issue 17): served by the bundled x4 / x8 models, or by --model at the nearest integer
     from .inference import detect_acquisition, plan_serving, super_resolve_acquisition_file
 
@@ -332,11 +342,15 @@ def _cmd_sr(args: argparse.Namespace) -> int:
             f"{plan.strategy}){note}, {result.slices_run} slices run in {time.perf_counter() - t0:.1f} s"
         )
         if maps is not None and args.consistency:
-            print(f"{args.consistency}: consistency, {maps.consistency.describe()}; cubic interpolation: "
-                  f"{100 * maps.consistency_cubic.relative:.2f} %")
+            print(
+                f"{args.consistency}: consistency, {maps.consistency.describe()}; cubic interpolation: "
+                f"{100 * maps.consistency_cubic.relative:.2f} %"
+            )
         if maps is not None and maps.uncertainty is not None:
-            print(f"{args.uncertainty}: uncertainty ({maps.method}, {maps.extra_runs} extra run(s) in "
-                  f"{maps.seconds.get('uncertainty', 0.0):.1f} s)")
+            print(
+                f"{args.uncertainty}: uncertainty ({maps.method}, {maps.extra_runs} extra run(s) in "
+                f"{maps.seconds.get('uncertainty', 0.0):.1f} s)"
+            )
     return 0
 
 
@@ -345,7 +359,7 @@ def _trust_side_path(path: str | os.PathLike) -> Path:
     p = Path(path)
     name = p.name
     ext = next((e for e in (".nii.gz", ".nii") if name.lower().endswith(e)), "")
-    return p.with_name(name[: len(name) - len(ext)] + "_lrgrid" + name[len(name) - len(ext):])
+    return p.with_name(name[: len(name) - len(ext)] + "_lrgrid" + name[len(name) - len(ext) :])
 
 
 def _check_trust_args(args: argparse.Namespace) -> list[Path]:
@@ -363,13 +377,17 @@ def _check_trust_args(args: argparse.Namespace) -> list[Path]:
         paths += [Path(args.consistency), _trust_side_path(args.consistency)]
     if getattr(args, "uncertainty", None):
         if (method or DEFAULT_UNCERTAINTY) == "planes" and args.fusion is False:
-            raise ValueError("--uncertainty-method planes compares the two fused planes; it cannot run with --no-fusion")
+            raise ValueError(
+                "--uncertainty-method planes compares the two fused planes; it cannot run with --no-fusion"
+            )
         paths.append(Path(args.uncertainty))
     taken = [Path(args.output)]
     for p in paths:
         check_output_file(p, [args.input])
         if any(_same_file(p, q) for q in taken):
-            raise ValueError(f"{p}: named twice among the outputs (SR, --consistency, --uncertainty); give each its own name")
+            raise ValueError(
+                f"{p}: named twice among the outputs (SR, --consistency, --uncertainty); give each its own name"
+            )
         taken.append(p)
     return paths
 
@@ -382,9 +400,17 @@ def _sr_with_trust(args: argparse.Namespace, vol, acq, model, served, adapt):
 
     method = (args.uncertainty_method or DEFAULT_UNCERTAINTY) if args.uncertainty else None
     result, maps = super_resolve_with_trust(
-        lambda m: model, vol.data, acq, uncertainty=method, served=served, adapt=adapt, phi=args.phi,
+        lambda m: model,
+        vol.data,
+        acq,
+        uncertainty=method,
+        served=served,
+        adapt=adapt,
+        phi=args.phi,
         **({} if args.fusion is None else {"fusion": args.fusion}),
-        device=args.device, batch_size=args.batch_size, show_progress=not args.quiet,
+        device=args.device,
+        batch_size=args.batch_size,
+        show_progress=not args.quiet,
     )
     sr_affine = acq.output_affine(vol.affine)
 
@@ -424,8 +450,14 @@ def _cmd_sr_dataset(args: argparse.Namespace) -> int:
     check_device(args.device)
     check_output_folder(args.out_deriv)
     opts = DatasetOptions(
-        suffix=args.suffix, model=args.model, revision=args.revision, phi=args.phi, fusion=args.fusion,
-        device=args.device, batch_size=args.batch_size, quiet=args.quiet,
+        suffix=args.suffix,
+        model=args.model,
+        revision=args.revision,
+        phi=args.phi,
+        fusion=args.fusion,
+        device=args.device,
+        batch_size=args.batch_size,
+        quiet=args.quiet,
     )
     shard = Shard.from_env()
     rows = run_dataset(args.bids_root, args.out_deriv, opts, shard=shard)
@@ -493,13 +525,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         from .evaluation import evaluate_authors
 
         if args.dice or args.mask:
-            raise VolumeError("--protocol authors scores whole 256² canvases: --mask and --dice apply to --protocol ours")
+            raise VolumeError(
+                "--protocol authors scores whole 256² canvases: --mask and --dice apply to --protocol ours"
+            )
         rows = evaluate_authors(sr.data, hr.data, lr_data, axis, factor, slice_axis=args.slice_axis)
     else:
-        rows = evaluate(sr.data, hr.data, lr_data, axis, factor, mask=mask, with_dice=args.dice, slice_axis=args.slice_axis)
+        rows = evaluate(
+            sr.data, hr.data, lr_data, axis, factor, mask=mask, with_dice=args.dice, slice_axis=args.slice_axis
+        )
     if args.json:
-        print(json.dumps({"axis": axis, "scale": factor, "protocol": args.protocol,
-                          "rows": [r.as_dict() for r in rows]}, indent=2))
+        print(
+            json.dumps(
+                {"axis": axis, "scale": factor, "protocol": args.protocol, "rows": [r.as_dict() for r in rows]},
+                indent=2,
+            )
+        )
     else:
         print(format_table(rows))
     return 0
@@ -532,7 +572,9 @@ def _cmd_train_sr(args: argparse.Namespace) -> int:
     check_scale(args.scale, args.data)
     check_output_folder(args.out)
     if not args.perceptual:
-        print("train-sr: perceptual terms off (--no-perceptual): the loss is L1 only; recorded in log.jsonl and the model card")
+        print(
+            "train-sr: perceptual terms off (--no-perceptual): the loss is L1 only; recorded in log.jsonl and the model card"
+        )
     train_sr(from_args(SRTrainConfig, args))
     return 0
 
@@ -553,7 +595,9 @@ def _cmd_prepare_packaged(args: argparse.Namespace) -> int:
     check_output_folder(args.out)
     manifest = prepare_packaged(args.out, cache=args.cache, test=args.test)
     n_train = sum(v["role"] == "train" for v in manifest["volumes"])
-    print(f"{args.out}: {n_train} training volume(s) in train/, held-out {manifest['test']} in test/ (sources.json lists licences)")
+    print(
+        f"{args.out}: {n_train} training volume(s) in train/, held-out {manifest['test']} in test/ (sources.json lists licences)"
+    )
     return 0
 
 
@@ -562,7 +606,9 @@ def _cmd_prepare_public(args: argparse.Namespace) -> int:
 
     if args.list:
         for s in PUBLIC_SOURCES:
-            print(f"{s.id:13s} {s.role:5s} {s.contrast:5s} {'skull' if s.skull else 'brain'}  {s.origin}  ({s.licence})")
+            print(
+                f"{s.id:13s} {s.role:5s} {s.contrast:5s} {'skull' if s.skull else 'brain'}  {s.origin}  ({s.licence})"
+            )
         return 0
     if not args.src_dir or not args.out:
         raise ValueError("give SRC_DIR and --out (or --list)")
@@ -571,7 +617,8 @@ def _cmd_prepare_public(args: argparse.Namespace) -> int:
     split = manifest["split"]
     print(
         f"{args.out}: train {len(split['train'])}, val {len(split['val'])} ({', '.join(split['val'])}), "
-        f"extra {len(split['extra'])}" + (f", test {', '.join(split['test'])}" if split.get("test") else "")
+        f"extra {len(split['extra'])}"
+        + (f", test {', '.join(split['test'])}" if split.get("test") else "")
         + " (sources.json lists origins and licences)"
     )
     return 0
@@ -591,7 +638,9 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--scale", type=float, help="slice-thickness factor, e.g. 4 or 3.3 (default: from the voxel sizes)")
     sr.add_argument("--axis", type=int, help="thick voxel axis 0, 1 or 2 (default: from the voxel sizes)")
     sr.add_argument(
-        "--fusion", action=argparse.BooleanOptionalAction, default=None,
+        "--fusion",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="average the SR of both planes that contain the thick axis (default: on; --no-fusion runs one plane, "
         "about half the time and 0.25-0.4 dB lower brain PSNR on the bundled weights)",
     )
@@ -599,26 +648,32 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--batch-size", type=int, default=8, help="slices per forward pass (default 8)")
     sr.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     sr.add_argument(
-        "--adapt", action="store_true",
+        "--adapt",
+        action="store_true",
         help="fine-tune a copy of the model on this scan's own in-plane slices first (the weights are not changed)",
     )
     sr.add_argument("--adapt-steps", type=int, default=150, help="adaptation steps (default 150, at most 240 s)")
     sr.add_argument("--seed", type=int, default=0, help="seed of the adaptation (same seed, same result)")
     sr.add_argument(
-        "--series", help="DICOM input holding several series: the one to use (series number or description)",
+        "--series",
+        help="DICOM input holding several series: the one to use (series number or description)",
     )
     sr.add_argument("--dicom-out", help="DICOM input: also write the SR as a derived DICOM series into this new folder")
     sr.add_argument(
-        "--consistency", metavar="PATH",
+        "--consistency",
+        metavar="PATH",
         help="also write |degrade(SR) - input| (the scan's own acquisition model applied to the SR) on the SR grid to "
         "PATH and on the input grid to PATH with '_lrgrid' before the extension; prints a summary (docs/trust.md)",
     )
     sr.add_argument(
-        "--uncertainty", metavar="PATH",
+        "--uncertainty",
+        metavar="PATH",
         help="also write a per-voxel uncertainty map on the SR grid (spread of runs that should agree; docs/trust.md)",
     )
     sr.add_argument(
-        "--uncertainty-method", default=None, metavar="M",
+        "--uncertainty-method",
+        default=None,
+        metavar="M",
         help="runs behind --uncertainty: planes (free with fusion), flips (+1 run), phi (+2 runs), planes+flips "
         "(+1 run; the default)",
     )
@@ -643,13 +698,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dice", action="store_true", help="also tissue Dice (dipy HMRF; takes minutes)")
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.add_argument(
-        "--protocol", default="ours", choices=["ours", "authors"],
+        "--protocol",
+        default="ours",
+        choices=["ours", "authors"],
         help="ours: float volumes, data range of the HR, whole volume, brain mask and per slice (default); "
         "authors: the authors' code's protocol behind the paper's tables (8-bit slices on a zero-padded 256² "
         "canvas, PSNR peak 255, their SSIM)",
     )
     ev.add_argument(
-        "--slice-axis", type=int, choices=[0, 1, 2], default=None,
+        "--slice-axis",
+        type=int,
+        choices=[0, 1, 2],
+        default=None,
         help="voxel axis the per-slice metrics slice along (default: the last axis other than the thick one)",
     )
     ev.set_defaults(func=_cmd_evaluate)
@@ -680,7 +740,9 @@ def build_parser() -> argparse.ArgumentParser:
     ixi.add_argument("--limit", type=int, help="at most this many volumes per tarball")
     ixi.set_defaults(func=_cmd_prepare_ixi)
 
-    pkg = sub.add_parser("prepare-packaged", help="real 1 mm T1s shipped in pip packages -> train/ and a held-out test/")
+    pkg = sub.add_parser(
+        "prepare-packaged", help="real 1 mm T1s shipped in pip packages -> train/ and a held-out test/"
+    )
     pkg.add_argument("--out", required=True, help="output folder (train/, test/, masks/, sources.json)")
     pkg.add_argument("--cache", help="where downloaded packages are kept (default: OUT/cache)")
     pkg.add_argument("--test", default="icbm152-2009a", help="held-out subject (default icbm152-2009a)")
@@ -689,13 +751,16 @@ def build_parser() -> argparse.ArgumentParser:
     pub = sub.add_parser("prepare-public", help="the allow-listed public heads -> train/, val/, extra/ (fixed split)")
     pub.add_argument("src_dir", nargs="?", help="folder holding the downloaded public volumes (<id>.nii.gz / .mgz)")
     pub.add_argument("--out", help="output folder (train/, val/, extra/, masks/, sources.json)")
-    pub.add_argument("--packaged", action="store_true", help="also prepare-packaged into OUT (S1, MNI152 to train; ICBM152 test)")
+    pub.add_argument(
+        "--packaged", action="store_true", help="also prepare-packaged into OUT (S1, MNI152 to train; ICBM152 test)"
+    )
     pub.add_argument("--cache", help="with --packaged: where downloaded packages are kept (default: OUT/cache)")
     pub.add_argument("--list", action="store_true", help="list the allow-listed volumes, their role and licence")
     pub.set_defaults(func=_cmd_prepare_public)
 
     ds = sub.add_parser(
-        "sr-dataset", help="super-resolve every anatomical scan of a BIDS dataset into BIDS derivatives (desc-transmrsr)",
+        "sr-dataset",
+        help="super-resolve every anatomical scan of a BIDS dataset into BIDS derivatives (desc-transmrsr)",
     )
     ds.add_argument("bids_root", help="BIDS dataset root (holds dataset_description.json)")
     ds.add_argument("out_deriv", help="derivatives folder, e.g. BIDS_ROOT/derivatives/transmrsr")

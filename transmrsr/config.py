@@ -313,7 +313,9 @@ class TransMRSRConfig(SerializableConfig):
         if self.dec_depth < 1 or self.enc_depth < 1:
             raise ConfigError("enc_depth and dec_depth must be >= 1")
         if self.position_table not in self.POSITION_TABLES:
-            raise ConfigError(f"position_table must be one of {list(self.POSITION_TABLES)}, got {self.position_table!r}")
+            raise ConfigError(
+                f"position_table must be one of {list(self.POSITION_TABLES)}, got {self.position_table!r}"
+            )
         if self.freeze_prior and not self.use_generative_prior:
             raise ConfigError("freeze_prior needs use_generative_prior (a frozen random decoder is no prior)")
         return self
@@ -362,9 +364,7 @@ def _per_level_for_canvas(values: dict[str, Any], img_size: int, given: set[str]
         if levels is None:
             continue
         if drop < 0:
-            raise ConfigError(
-                f"img_size {img_size} is larger than the preset's {base_size}; give {name} explicitly"
-            )
+            raise ConfigError(f"img_size {img_size} is larger than the preset's {base_size}; give {name} explicitly")
         if drop >= len(levels):
             raise ConfigError(f"img_size {img_size} is too small for this preset")
         out[name] = list(levels[drop:]) if finest == "last" else list(levels[: len(levels) - drop])
@@ -444,10 +444,14 @@ class TrainCommon:
     out: str = option("", "output folder (weights, training_state.pt, log.jsonl)")
     preset: str = option("small", "network preset", choices=("tiny", "small", "paper"))
     # training canvas; None: the preset's (smaller canvases are cheaper)
-    img_size: int | None = option(None, "training canvas in pixels, a power of two (default: the preset's, 256 for small)")
+    img_size: int | None = option(
+        None, "training canvas in pixels, a power of two (default: the preset's, 256 for small)"
+    )
     batch_size: int = option(6, "slices per step")
     max_steps: int | None = option(None, "stop after this many steps")
-    val_fraction: float = option(0.2, "share of subjects held out for validation / early stopping; 0: none, train on all")
+    val_fraction: float = option(
+        0.2, "share of subjects held out for validation / early stopping; 0: none, train on all"
+    )
     seed: int = option(0, "random seed (sampling, augmentation, initialisation)")
     resume: bool = option(False, "continue the run saved in --out")
     checkpoint_every: int = option(200, "steps between checkpoints")
@@ -521,9 +525,7 @@ class SRTrainConfig(TrainCommon):
     w_content: float = 0.5
     w_style: float = 0.5
     perceptual: bool = option(True, "the VGG19 content/style terms (off: L1 only)")
-    vgg_weights: str | None = option(
-        None, "VGG19 safetensors file or folder (default: timm/vgg19.tv_in1k via the Hub)"
-    )
+    vgg_weights: str | None = option(None, "VGG19 safetensors file or folder (default: timm/vgg19.tv_in1k via the Hub)")
     content_layers: tuple[int, ...] = (2, 4, 7, 10)
     style_layers: tuple[int, ...] = (2, 4, 7, 10)
     early_stop_patience: int = 10

@@ -126,10 +126,16 @@ def _resolve_files(
     if local.is_dir():
         config_path, weights_path = local / CONFIG_NAME, local / WEIGHTS_NAME
         if not config_path.is_file():
-            raise PretrainedLoadError(f"{config_path}: missing; a TransMRSR weights folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+            raise PretrainedLoadError(
+                f"{config_path}: missing; a TransMRSR weights folder holds {CONFIG_NAME} and {WEIGHTS_NAME}"
+            )
         if not weights_path.is_file():
             pickles = [n for n in _PICKLE_NAMES if (local / n).exists()]
-            hint = f" (found {pickles[0]}: pickled checkpoints are not loaded, convert it to safetensors)" if pickles else ""
+            hint = (
+                f" (found {pickles[0]}: pickled checkpoints are not loaded, convert it to safetensors)"
+                if pickles
+                else ""
+            )
             raise PretrainedLoadError(f"{weights_path}: missing{hint}")
         return config_path, weights_path
     if local.exists():
@@ -167,7 +173,9 @@ def _resolve_files(
                 f"(offline?); download it once or pass a local folder ({exc.__class__.__name__})"
             ) from None
         except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
-            raise PretrainedLoadError(f"{pretrained}: Hub repository or revision {revision or 'main'!r} not found ({exc.__class__.__name__})") from None
+            raise PretrainedLoadError(
+                f"{pretrained}: Hub repository or revision {revision or 'main'!r} not found ({exc.__class__.__name__})"
+            ) from None
         except EntryNotFoundError:
             raise PretrainedLoadError(f"{pretrained}/{name}: missing from the Hub repository") from None
         except (HfHubHTTPError, OSError) as exc:
@@ -175,7 +183,9 @@ def _resolve_files(
     return paths[0], paths[1]
 
 
-def _read_config(path: Path, expected_architecture: str, overrides: dict[str, Any], config_class: type = TransMRSRConfig):
+def _read_config(
+    path: Path, expected_architecture: str, overrides: dict[str, Any], config_class: type = TransMRSRConfig
+):
     try:
         data = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -195,7 +205,12 @@ def _read_config(path: Path, expected_architecture: str, overrides: dict[str, An
 
 
 def pretrained_architecture(
-    pretrained: str | os.PathLike, *, revision: str | None = None, cache_dir=None, local_files_only: bool = False, token=None
+    pretrained: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    cache_dir=None,
+    local_files_only: bool = False,
+    token=None,
 ) -> str | None:
     """The class a weights folder or Hub repo was saved from (``"TransMRSR"``, ``"EDSR"``,
     ``"StyleSwinGenerator"``), read from its ``config.json``; ``None`` when that cannot be read
@@ -235,7 +250,9 @@ def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Pa
         problems.append(f"{len(unexpected)} unexpected tensor(s), e.g. {unexpected[:3]}")
     if wrong:
         k = wrong[0]
-        problems.append(f"{len(wrong)} shape mismatch(es), e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}")
+        problems.append(
+            f"{len(wrong)} shape mismatch(es), e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        )
     if problems:
         raise PretrainedLoadError(f"{path}: does not match its config.json: " + "; ".join(problems))
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]

@@ -158,7 +158,6 @@ def _run_plane(
     return np.moveaxis(out, 0, slice_axis), len(run), tiled
 
 
-
 #: What ``transmrsr sr``, the app and ``benchmarks/default_weights.py`` do unless told otherwise:
 #: run both planes that contain the thick axis and average them. On the bundled weights this adds
 #: 0.25-0.4 dB brain PSNR for about twice the time (see the model cards).
@@ -525,8 +524,12 @@ def detect_acquisition(
     if n_thin is not None and float(r) != int(r):
         n_thin = None
     return Acquisition(
-        axis=axis, zooms=zooms, factors=tuple(float(f) for f in factors),
-        slice_thickness=float(slice_thickness), profile=profile, n_thin=n_thin,
+        axis=axis,
+        zooms=zooms,
+        factors=tuple(float(f) for f in factors),
+        slice_thickness=float(slice_thickness),
+        profile=profile,
+        n_thin=n_thin,
     )
 
 
@@ -684,8 +687,14 @@ def super_resolve_acquisition(
     planes = tuple(np.maximum(to_output_grid(p, acq, plan, shape), float(np.min(data))) for p in res.planes)
     seconds["sr"] = time.perf_counter() - t0
     return AcquisitionResult(
-        sr=sr, cubic=cubic_to_output(data, acq), acquisition=acq, plan=plan, slices_run=res.slices_run,
-        adapt=report, seconds=seconds, planes=planes,
+        sr=sr,
+        cubic=cubic_to_output(data, acq),
+        acquisition=acq,
+        plan=plan,
+        slices_run=res.slices_run,
+        adapt=report,
+        seconds=seconds,
+        planes=planes,
     )
 
 
@@ -711,6 +720,8 @@ def super_resolve_acquisition_file(
     vol = source if isinstance(source, Volume) else load_volume(source)
     acq = detect_acquisition(vol, axis=axis, scale=scale, slice_thickness=slice_thickness, profile=profile)
     kwargs.setdefault("fusion", DEFAULT_FUSION)
-    result = super_resolve_acquisition(get_model, vol.data, acq, served=served, strategy=strategy, adapt=adapt, **kwargs)
+    result = super_resolve_acquisition(
+        get_model, vol.data, acq, served=served, strategy=strategy, adapt=adapt, **kwargs
+    )
     save_volume(output_path, result.sr, acq.output_affine(vol.affine), header=vol.header)
     return result

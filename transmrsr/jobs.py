@@ -334,7 +334,9 @@ def loss_figure(records: list[dict], title: str | None = None):
     axes = fig.subplots(1, 2) if two else [fig.subplots()]
     ax = axes[0]
     for name, pts in losses.items():
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=name, linewidth=1.2, marker="." if len(pts) < 30 else None)
+        ax.plot(
+            [p[0] for p in pts], [p[1] for p in pts], label=name, linewidth=1.2, marker="." if len(pts) < 30 else None
+        )
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     if losses:
@@ -432,7 +434,9 @@ class JobManager:
     ``stop_timeout`` is how long :meth:`stop` waits after SIGTERM before SIGKILL.
     """
 
-    def __init__(self, env: dict[str, str | None] | None = None, python: str = sys.executable, stop_timeout: float = 120.0):
+    def __init__(
+        self, env: dict[str, str | None] | None = None, python: str = sys.executable, stop_timeout: float = 120.0
+    ):
         self.env_extra = dict(env or {})
         self.python = python
         self.stop_timeout = stop_timeout
@@ -488,7 +492,11 @@ class JobManager:
                 fh.flush()
                 try:
                     proc = subprocess.Popen(
-                        cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self._env(),
+                        cmd,
+                        stdout=fh,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        env=self._env(),
                         start_new_session=True,  # its own process group: stop() signals the whole group
                     )
                 except OSError as exc:
@@ -498,8 +506,16 @@ class JobManager:
                 (folder / JOB_INFO).write_text(json.dumps(info, indent=2) + "\n")
             except OSError:
                 pass
-            self._job = Job(spec=spec, resume=resume, command=cmd, proc=proc, folder=folder, log_offset=offset,
-                            started=time.time(), read_pos=offset)
+            self._job = Job(
+                spec=spec,
+                resume=resume,
+                command=cmd,
+                proc=proc,
+                folder=folder,
+                log_offset=offset,
+                started=time.time(),
+                read_pos=offset,
+            )
             self._last_spec = spec
             return self.status()
 
@@ -622,8 +638,15 @@ class JobManager:
                 label = f"failed (exit {rc})" if rc > 0 else f"failed (killed by {signame})"
                 message = _error_line(self.tail(30))
             st = JobStatus(
-                state=state, label=label, stage=job.spec.stage, folder=job.folder, command=job.command, exit_code=rc,
-                elapsed_s=(job.ended or time.time()) - job.started, message=message, pid=job.proc.pid,
+                state=state,
+                label=label,
+                stage=job.spec.stage,
+                folder=job.folder,
+                command=job.command,
+                exit_code=rc,
+                elapsed_s=(job.ended or time.time()) - job.started,
+                message=message,
+                pid=job.proc.pid,
             )
             steps = [r for r in records if "event" not in r and isinstance(r.get("step"), int)]
             if steps:
@@ -677,7 +700,9 @@ def model_kind(folder: str | os.PathLike) -> str | None:
     return _architecture(p) if p is not None and p.is_dir() else None
 
 
-def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, token: str | None = None, private: bool | None = None) -> str:
+def push_folder_to_hub(
+    folder: str | os.PathLike, repo_id: str, token: str | None = None, private: bool | None = None
+) -> str:
     """Upload the weights in ``folder`` (stage 1 or 2) to the Hub model repo ``repo_id`` with the
     package's ``push_to_hub``; returns the commit URL. Raises :class:`JobError` with a message
     for the user (no weights, bad repo id, offline, not allowed...)."""
@@ -701,7 +726,9 @@ def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, token: str | Non
     card = p / "README.md"
     try:
         return model.push_to_hub(
-            repo_id, token=(token or "").strip() or None, private=private,
+            repo_id,
+            token=(token or "").strip() or None,
+            private=private,
             model_card=card.read_text() if card.is_file() else None,
         )
     except Exception as exc:  # network, auth, offline mode: say so, never crash the caller
@@ -715,7 +742,20 @@ def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, token: str | Non
 
 
 __all__ = [
-    "CentroidSpec", "Job", "JobError", "JobManager", "JobStatus", "Stage1Spec", "Stage2Spec", "curve_table",
-    "format_duration", "loss_curves", "loss_figure", "model_kind", "parse_records", "push_folder_to_hub",
-    "read_records", "tail_text",
+    "CentroidSpec",
+    "Job",
+    "JobError",
+    "JobManager",
+    "JobStatus",
+    "Stage1Spec",
+    "Stage2Spec",
+    "curve_table",
+    "format_duration",
+    "loss_curves",
+    "loss_figure",
+    "model_kind",
+    "parse_records",
+    "push_folder_to_hub",
+    "read_records",
+    "tail_text",
 ]

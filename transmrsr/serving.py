@@ -197,8 +197,9 @@ class ModelRegistry:
                 hit.last_used = time.monotonic()
                 return hit
         model = self._load(source)
-        entry = LoadedModel(key=key, name=name, version=state_version(model), source=source, model=model,
-                            bundled=bundled)
+        entry = LoadedModel(
+            key=key, name=name, version=state_version(model), source=source, model=model, bundled=bundled
+        )
         with self._lock:
             self._cache[key] = entry
             self._cache.move_to_end(key)

@@ -41,8 +41,9 @@ def mri_window(volume: np.ndarray, lower: float = 0.5, upper: float = 99.5) -> t
     return float(np.percentile(sample, lower)), float(np.percentile(sample, upper))
 
 
-def display_indices(shape: tuple[int, int], spacing: tuple[float, float] = (1.0, 1.0),
-                    min_side: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def display_indices(
+    shape: tuple[int, int], spacing: tuple[float, float] = (1.0, 1.0), min_side: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """Where each pixel of :func:`to_rgb`'s picture of an ``(h, w)`` image comes from: ``(rows
     (H,), cols (W,))`` int arrays, display row ``r`` shows source row ``rows[r]`` (same for cols)."""
     h, w = int(shape[0]), int(shape[1])
@@ -63,8 +64,9 @@ def to_rgb(gray: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0), min_side
     return np.repeat(g[..., None], 3, axis=2)
 
 
-def display_to_slice(mask: np.ndarray, shape: tuple[int, int], spacing: tuple[float, float] = (1.0, 1.0),
-                     min_side: int = 256) -> np.ndarray:
+def display_to_slice(
+    mask: np.ndarray, shape: tuple[int, int], spacing: tuple[float, float] = (1.0, 1.0), min_side: int = 256
+) -> np.ndarray:
     """Undo :func:`to_rgb`: a mask ``(H, W)`` painted on the picture of an ``(h, w)`` slice ->
     ``(h, w)`` bool, True where any painted pixel shows that slice pixel. A mask of another size
     (a canvas scaled in the browser) is first resampled (nearest) to the picture's size."""
@@ -80,7 +82,9 @@ def display_to_slice(mask: np.ndarray, shape: tuple[int, int], spacing: tuple[fl
     return out
 
 
-def error_map(error: np.ndarray, vmax: float, spacing: tuple[float, float] = (1.0, 1.0), title: str = "|SR − HR|") -> np.ndarray:
+def error_map(
+    error: np.ndarray, vmax: float, spacing: tuple[float, float] = (1.0, 1.0), title: str = "|SR − HR|"
+) -> np.ndarray:
     """|error| image with a colour bar (matplotlib, inferno), as RGB uint8."""
     import matplotlib
 

@@ -107,11 +107,13 @@ def write_dataset_description(out: str | os.PathLike, source_root: str | os.Path
         "Name": f"TransMRSR super-resolution of {src.get('Name', 'a BIDS dataset')}",
         "BIDSVersion": src.get("BIDSVersion", "1.9.0"),
         "DatasetType": "derivative",
-        "GeneratedBy": [{
-            "Name": "transmrsr",
-            "Version": __version__,
-            "Description": "TransMRSR thick-slice brain MRI super-resolution (transmrsr sr-dataset)",
-        }],
+        "GeneratedBy": [
+            {
+                "Name": "transmrsr",
+                "Version": __version__,
+                "Description": "TransMRSR thick-slice brain MRI super-resolution (transmrsr sr-dataset)",
+            }
+        ],
         "SourceDatasets": [{"URL": "bids:raw"}],
     }
     atomic_write_bytes(path, (json.dumps(desc, indent=2) + "\n").encode())

@@ -150,7 +150,9 @@ class _SliceIndex(Dataset):
     epoch that, with the seed and the sample index, fixes each sample's augmentation."""
 
     def _build_index(self, volumes: list[np.ndarray], axes: tuple[int, ...], background: float, seed: int) -> None:
-        self.index = [(vi, a, s) for vi, vol in enumerate(volumes) for a in axes for s in _foreground_slices(vol, a, background)]
+        self.index = [
+            (vi, a, s) for vi, vol in enumerate(volumes) for a in axes for s in _foreground_slices(vol, a, background)
+        ]
         if not self.index:
             raise VolumeError("no foreground slices in the training volumes")
         self.seed, self.epoch = seed, 0
@@ -275,7 +277,9 @@ class SRPairDataset(_SliceIndex):
                     thick = quantise(thick, bits)
                 gain = (first.high - first.low) / (scaler.high - scaler.low)
                 offset = (first.low - scaler.low) / (scaler.high - scaler.low)
-                lrs.append((interpolate_to_thin(thick, thick_axis, scale, n_thin=hr_raw.shape[thick_axis]), gain, offset))
+                lrs.append(
+                    (interpolate_to_thin(thick, thick_axis, scale, n_thin=hr_raw.shape[thick_axis]), gain, offset)
+                )
                 drawn.append((prof, fraction, bits))
             self.pairs.append((lrs, first.forward(hr_raw)))
             self.variants.append(drawn)

@@ -261,9 +261,7 @@ def profile_matrix(n_thin: int, profile: SliceProfile, n_thick: int | None = Non
     return m / m.sum(axis=1, keepdims=True)
 
 
-def simulate_acquisition(
-    hr: np.ndarray, axis: int, profile: SliceProfile, n_thick: int | None = None
-) -> np.ndarray:
+def simulate_acquisition(hr: np.ndarray, axis: int, profile: SliceProfile, n_thick: int | None = None) -> np.ndarray:
     """Thick-slice acquisition of a thin volume (or a stack of 2-D images) along ``axis`` with any
     real factor, slice profile and gap (see :class:`SliceProfile`).
 

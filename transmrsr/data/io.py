@@ -47,8 +47,18 @@ MAX_OUTPUT_BYTES_ENV = "TRANSMRSR_MAX_OUTPUT_BYTES"
 #: Bytes after the image data that are tolerated (padding); more means a malformed file.
 TRAILING_SLACK_BYTES = 1024**2
 
-_SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024**2, "MB": 1024**2, "G": 1024**3, "GB": 1024**3,
-               "T": 1024**4, "TB": 1024**4}
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1024,
+    "KB": 1024,
+    "M": 1024**2,
+    "MB": 1024**2,
+    "G": 1024**3,
+    "GB": 1024**3,
+    "T": 1024**4,
+    "TB": 1024**4,
+}
 
 
 class VolumeError(ValueError):
@@ -74,7 +84,7 @@ def parse_size(text: str, what: str = "size") -> int:
     """Bytes from ``text`` such as ``"536870912"``, ``"512M"``, ``"2G"`` or ``"1.5GB"`` (binary units)."""
     raw = str(text).strip().upper().replace(" ", "")
     digits = raw.rstrip("KMGTB")
-    unit = raw[len(digits):]
+    unit = raw[len(digits) :]
     try:
         value = float(digits) * _SIZE_UNITS[unit]
     except (KeyError, ValueError):
@@ -221,16 +231,25 @@ def read_header(path: str | os.PathLike, max_bytes: int | None = None) -> Volume
     except (ImageFileError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise VolumeError(f"{p}: not a readable NIfTI file ({_reason(exc, p)})", path=p) from None
     except (OSError, ValueError) as exc:
-        raise VolumeError(f"{p}: cannot be read, the file is truncated or corrupt ({_reason(exc, p)})", path=p) from None
+        raise VolumeError(
+            f"{p}: cannot be read, the file is truncated or corrupt ({_reason(exc, p)})", path=p
+        ) from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise VolumeError(f"{p}: not a NIfTI image ({type(img).__name__})", path=p)
     file_shape = tuple(int(s) for s in img.shape)
     _check_shape(p, file_shape)
     proxy = img.dataobj
     info = VolumeHeader(
-        path=str(p), shape=file_shape[:3], file_shape=file_shape, dtype=np.dtype(proxy.dtype),
-        affine=np.asarray(img.affine, dtype=np.float64), header=img.header, offset=int(proxy.offset),
-        order=str(getattr(proxy, "order", "F")), slope=_scaling(proxy.slope, 1.0), inter=_scaling(proxy.inter, 0.0),
+        path=str(p),
+        shape=file_shape[:3],
+        file_shape=file_shape,
+        dtype=np.dtype(proxy.dtype),
+        affine=np.asarray(img.affine, dtype=np.float64),
+        header=img.header,
+        offset=int(proxy.offset),
+        order=str(getattr(proxy, "order", "F")),
+        slope=_scaling(proxy.slope, 1.0),
+        inter=_scaling(proxy.inter, 0.0),
         compressed=p.name.lower().endswith(".gz"),
     )
     _check_dtype(p, info.dtype)
@@ -365,7 +384,9 @@ def _read_data(p: Path, info: VolumeHeader) -> np.ndarray:
                 "declares",
                 path=p,
             ) from None
-        raise VolumeError(f"{p}: cannot be read, the file is truncated or corrupt ({_reason(exc, p)})", path=p) from None
+        raise VolumeError(
+            f"{p}: cannot be read, the file is truncated or corrupt ({_reason(exc, p)})", path=p
+        ) from None
     except (EOFError, zlib.error) as exc:
         raise VolumeError(
             f"{p}: the file is truncated or corrupt: its compressed data ended early ({exc.__class__.__name__})",
@@ -386,9 +407,7 @@ def _read_data(p: Path, info: VolumeHeader) -> np.ndarray:
     return data
 
 
-def load_volume(
-    path: str | os.PathLike, max_bytes: int | None = None, max_output_bytes: int | None = None
-) -> Volume:
+def load_volume(path: str | os.PathLike, max_bytes: int | None = None, max_output_bytes: int | None = None) -> Volume:
     """Read and validate a ``.nii`` / ``.nii.gz`` file as float32 ``(X, Y, Z)``.
 
     Everything :func:`read_header` refuses is refused before any image data is read; so is a
@@ -513,7 +532,7 @@ def simulation_tag(header) -> dict[str, int | str]:
     if not text.startswith(_THIN_TAG):
         return {}
     out: dict[str, int | str] = {}
-    for part in text[len("transmrsr:"):].split(";"):
+    for part in text[len("transmrsr:") :].split(";"):
         key, _, value = part.partition("=")
         try:
             out[key] = value if key == "profile" else int(value)

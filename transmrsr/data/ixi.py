@@ -26,10 +26,14 @@ MNI_AFFINE = np.array([[-1.0, 0, 0, 90], [0, 1.0, 0, -126], [0, 0, 1.0, -72], [0
 
 
 def _template_path() -> Path:
-    return Path(str(importlib.resources.files("nilearn.datasets") / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"))
+    return Path(
+        str(importlib.resources.files("nilearn.datasets") / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
+    )
 
 
-def resample_to_grid(data: np.ndarray, affine: np.ndarray, shape, target_affine: np.ndarray, shift_mm=None) -> np.ndarray:
+def resample_to_grid(
+    data: np.ndarray, affine: np.ndarray, shape, target_affine: np.ndarray, shift_mm=None
+) -> np.ndarray:
     """Trilinear resampling of ``data`` (voxel->world ``affine``) onto a target grid; ``shift_mm``
     translates the source in world space first."""
     from scipy.ndimage import map_coordinates
@@ -69,7 +73,10 @@ def to_mni_grid(path: Path, register: bool) -> tuple[np.ndarray, str]:
 
 
 def prepare_ixi(
-    tarballs: list[str | Path], out: str | Path, register: bool | None = None, limit: int | None = None,
+    tarballs: list[str | Path],
+    out: str | Path,
+    register: bool | None = None,
+    limit: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Convert IXI tarballs (``IXI-T1.tar``, ``IXI-T2.tar``) into ``out/T1`` and ``out/T2``.

@@ -221,8 +221,14 @@ def prepare_packaged(
             data, affine = centre_crop(data, affine, TEST_SHAPE)
         dest = save_volume(out / role / f"{src.name}.nii.gz", data, affine)
         entry = {
-            "name": src.name, "role": role, "file": str(dest.relative_to(out)), "shape": list(data.shape),
-            "package": src.requirement, "member": src.member, "licence": src.licence, "description": src.description,
+            "name": src.name,
+            "role": role,
+            "file": str(dest.relative_to(out)),
+            "shape": list(data.shape),
+            "package": src.requirement,
+            "member": src.member,
+            "licence": src.licence,
+            "description": src.description,
         }
         if role == "test":
             mask = test_brain_mask(src.name, affine, data.shape)
@@ -237,10 +243,15 @@ def prepare_packaged(
                 raise VolumeError(f"{src.brain_mask} is not on the grid of {src.member}")
             name = f"{src.name}-brain"
             bdest = save_volume(out / "train" / f"{name}.nii.gz", data * (mask > 0.5), affine)
-            manifest["volumes"].append({
-                **entry, "name": name, "file": str(bdest.relative_to(out)), "brain_mask_member": src.brain_mask,
-                "description": src.description + ", skull-stripped with the package's brain mask",
-            })
+            manifest["volumes"].append(
+                {
+                    **entry,
+                    "name": name,
+                    "file": str(bdest.relative_to(out)),
+                    "brain_mask_member": src.brain_mask,
+                    "description": src.description + ", skull-stripped with the package's brain mask",
+                }
+            )
             log(f"train {name}: {data.shape}, skull-stripped with {Path(src.brain_mask).name}")
     (out / "sources.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

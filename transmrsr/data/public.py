@@ -70,31 +70,58 @@ PUBLIC_SOURCES: tuple[PublicSource, ...] = (
     PublicSource("otsu", "T1w", True, "val", "niivue/niivue packages/niivue/demos/images/otsu.nii.gz", "BSD-2-Clause"),
     PublicSource("seg3d", "T1w", True, "train", "neurolabusc/VolumeRenderingData seg3D/MR.nii.gz", "MIT"),
     PublicSource(
-        "uih-1", "T1w", True, "train", "neurolabusc/dcm_qa_uih In/DTI_132225/t1_gre_fsp_3d_sag__132750/ (dcm2niix)",
+        "uih-1",
+        "T1w",
+        True,
+        "train",
+        "neurolabusc/dcm_qa_uih In/DTI_132225/t1_gre_fsp_3d_sag__132750/ (dcm2niix)",
         "BSD-2-Clause (UIH images, open source per the repository)",
     ),
     PublicSource(
-        "uih-2", "T1w", True, "train", "neurolabusc/dcm_qa_uih In/DTI_*/t1_gre_fsp_3d_sag__134917/ (dcm2niix; same person as uih-1)",
+        "uih-2",
+        "T1w",
+        True,
+        "train",
+        "neurolabusc/dcm_qa_uih In/DTI_*/t1_gre_fsp_3d_sag__134917/ (dcm2niix; same person as uih-1)",
         "BSD-2-Clause (UIH images, open source per the repository)",
     ),
-    PublicSource("forrest", "T1w", True, "train", "datalad/example-dicom-structural dicoms/ (dcm2niix; defaced)", "PDDL"),
+    PublicSource(
+        "forrest", "T1w", True, "train", "datalad/example-dicom-structural dicoms/ (dcm2niix; defaced)", "PDDL"
+    ),
     PublicSource("stroke-t1", "T1w", False, "train", "neurolabusc/VolumeRenderingData stroke/T1.nii.gz", "MIT"),
     PublicSource("coregqa", "T1w", False, "train", "neurolabusc/coreg_qa highres.nii.gz", "BSD-2-Clause"),
     PublicSource(
-        "mrgd", "T1w", False, "train", "niivue/niivue-demo-images MR_Gd.nii.gz",
+        "mrgd",
+        "T1w",
+        False,
+        "train",
+        "niivue/niivue-demo-images MR_Gd.nii.gz",
         "repository BSD-2-Clause; image from the figshare dataset 'Skull-stripped Contrast-Enhanced MRI Datasets' (see its licence)",
     ),
-    PublicSource("fsnorm", "T1w", False, "train", "niivue/niivue packages/niivue/demos/images/norm.mgz", "BSD-2-Clause"),
-    PublicSource("fsbrain", "T1w", False, "train", "niivue/niivue packages/niivue/demos/images/fs/brainmask.mgz", "BSD-2-Clause"),
     PublicSource(
-        "mnesample", "T1w", False, "train", "mne-tools/mne-testing-data subjects/sample/mri/brain.mgz",
+        "fsnorm", "T1w", False, "train", "niivue/niivue packages/niivue/demos/images/norm.mgz", "BSD-2-Clause"
+    ),
+    PublicSource(
+        "fsbrain", "T1w", False, "train", "niivue/niivue packages/niivue/demos/images/fs/brainmask.mgz", "BSD-2-Clause"
+    ),
+    PublicSource(
+        "mnesample",
+        "T1w",
+        False,
+        "train",
+        "mne-tools/mne-testing-data subjects/sample/mri/brain.mgz",
         "BSD-3-Clause (MNE testing data)",
     ),
     PublicSource("bet", "T1w", False, "val", "neurolabusc/nii2mesh data/bet.nii.gz", "BSD-2-Clause"),
     PublicSource("stroke-t2", "T2w", False, "extra", "neurolabusc/VolumeRenderingData stroke/T2.nii.gz", "MIT"),
     PublicSource("stroke-flair", "FLAIR", False, "extra", "neurolabusc/VolumeRenderingData stroke/FLAIR.nii.gz", "MIT"),
     PublicSource(
-        "arc2208", "T2w", True, "extra", "niivue/niivue-demo-images M2208_T2w.nii.gz", "BSD-2-Clause (repository licence)",
+        "arc2208",
+        "T2w",
+        True,
+        "extra",
+        "niivue/niivue-demo-images M2208_T2w.nii.gz",
+        "BSD-2-Clause (repository licence)",
     ),
 )
 
@@ -221,18 +248,28 @@ def prepare_public(
         dest = save_volume(out / src.role / f"{src.id}.nii.gz", data, affine)
         mdest = save_volume(out / "masks" / f"{src.id}_head.nii.gz", mask, affine)
         entry = {
-            **asdict(src), "name": src.id, "file": str(dest.relative_to(out)), "head_mask": str(mdest.relative_to(out)),
-            "shape": list(data.shape), "source_dtype": dtype, "levels": levels, "bit_depth": 8 if levels <= 256 else 16,
+            **asdict(src),
+            "name": src.id,
+            "file": str(dest.relative_to(out)),
+            "head_mask": str(mdest.relative_to(out)),
+            "shape": list(data.shape),
+            "source_dtype": dtype,
+            "levels": levels,
+            "bit_depth": 8 if levels <= 256 else 16,
         }
         if not src.skull:
             entry["brain_mask"] = entry["head_mask"]
         manifest["volumes"].append(entry)
         manifest["split"][src.role].append(src.id)
-        log(f"{src.role:5s} {src.id}: {tuple(data.shape)} {src.contrast}{'' if src.skull else ' (skull-stripped)'}, {dtype}")
+        log(
+            f"{src.role:5s} {src.id}: {tuple(data.shape)} {src.contrast}{'' if src.skull else ' (skull-stripped)'}, {dtype}"
+        )
     for p in sorted(src_dir.rglob("*")):
         if p.is_file() and p.resolve() not in used and p.name.lower().endswith((".nii", ".nii.gz", ".mgz")):
             log(f"skipped {p.name}: not on the allow-list of public training volumes")
     if not any(manifest["split"][r] for r in ROLES):
-        raise VolumeError(f"{src_dir}: none of the allow-listed volumes was found (see `transmrsr prepare-public --list`)")
+        raise VolumeError(
+            f"{src_dir}: none of the allow-listed volumes was found (see `transmrsr prepare-public --list`)"
+        )
     (out / "sources.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

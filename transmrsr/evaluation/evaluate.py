@@ -75,8 +75,14 @@ class AuthorsScores:
     canvas: int = AUTHORS_CANVAS
 
     def as_dict(self) -> dict:
-        return {"method": self.name, "protocol": "authors", "psnr_authors": self.psnr, "ssim_authors": self.ssim,
-                "slices": self.slices, "canvas": self.canvas}
+        return {
+            "method": self.name,
+            "protocol": "authors",
+            "psnr_authors": self.psnr,
+            "ssim_authors": self.ssim,
+            "slices": self.slices,
+            "canvas": self.canvas,
+        }
 
 
 def score(
@@ -110,8 +116,10 @@ def _interpolations(hr: np.ndarray, lr: np.ndarray, axis: int, factor: int) -> l
     n_thin = hr.shape[axis]
     if lr.shape[axis] * factor < n_thin:
         raise ValueError(f"LR with {lr.shape[axis]} slices x{factor} does not cover the HR's {n_thin} slices")
-    return [(name, interpolate_to_thin(lr, axis, factor, n_thin=n_thin, mode=mode))
-            for name, mode in (("cubic", "cubic"), ("trilinear", "linear"))]
+    return [
+        (name, interpolate_to_thin(lr, axis, factor, n_thin=n_thin, mode=mode))
+        for name, mode in (("cubic", "cubic"), ("trilinear", "linear"))
+    ]
 
 
 def evaluate(
@@ -163,8 +171,10 @@ def evaluate_authors(
 def format_table(rows: list[MethodScores] | list[AuthorsScores]) -> str:
     """Markdown table of the scores (either protocol)."""
     if rows and isinstance(rows[0], AuthorsScores):
-        head = ("| method | PSNR (authors: 8-bit, 256² zero-padded, peak 255) | SSIM (authors) | slices |\n"
-                "|---|---|---|---|")
+        head = (
+            "| method | PSNR (authors: 8-bit, 256² zero-padded, peak 255) | SSIM (authors) | slices |\n"
+            "|---|---|---|---|"
+        )
         return "\n".join([head] + [f"| {r.name} | {r.psnr:.2f} | {r.ssim:.4f} | {r.slices} |" for r in rows])
     has_dice = any(r.dice for r in rows)
     head = "| method | PSNR | SSIM | PSNR (mask) | SSIM (mask) | PSNR per-slice float | SSIM per-slice float |"

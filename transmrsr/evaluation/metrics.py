@@ -116,7 +116,9 @@ def slice_metrics(
             continue
         mse = float(np.mean((ts - rs) ** 2))
         ps.append(float("inf") if mse == 0 else 10.0 * np.log10(rng * rng / mse))
-        ss.append(structural_similarity(rs, ts, data_range=rng, gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
+        ss.append(
+            structural_similarity(rs, ts, data_range=rng, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+        )
     if not ps:
         raise ValueError("every slice of the reference is empty")
     finite = [p for p in ps if np.isfinite(p)]

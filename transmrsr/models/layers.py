@@ -229,7 +229,9 @@ class ConvStack(nn.Module):
         # channels-last from here on (a no-op when the input already is): the convolutions run
         # without layout reorders and the token views ``(B, H, W, C)`` of the maps are free
         x = channels_last(x)
-        return self.blocks(conv2d_same(x, self.conv.weight, self.conv.bias, "relu").contiguous(memory_format=torch.channels_last))
+        return self.blocks(
+            conv2d_same(x, self.conv.weight, self.conv.bias, "relu").contiguous(memory_format=torch.channels_last)
+        )
 
 
 class Mlp(nn.Module):
@@ -322,7 +324,9 @@ def styleswin_sinusoidal_grid(height: int, width: int, channels: int, device=Non
     if channels % 4:
         raise ValueError(f"sinusoidal embedding needs channels divisible by 4, got {channels}")
     quarter = channels // 4
-    freqs = torch.exp(torch.arange(quarter, device=device, dtype=torch.float32) * -(math.log(10000.0) / max(quarter - 1, 1)))
+    freqs = torch.exp(
+        torch.arange(quarter, device=device, dtype=torch.float32) * -(math.log(10000.0) / max(quarter - 1, 1))
+    )
 
     def embed(n: int) -> torch.Tensor:  # (n, 2q): positions 1 .. n
         p = torch.arange(1, n + 1, device=device, dtype=torch.float32)[:, None] * freqs[None]
@@ -345,9 +349,7 @@ def sinusoidal_grid(height: int, width: int, channels: int, device=None, dtype=N
     if channels % 4:
         raise ValueError(f"sinusoidal embedding needs channels divisible by 4, got {channels}")
     quarter = channels // 4
-    freqs = torch.exp(
-        -math.log(10000.0) * torch.arange(quarter, device=device, dtype=torch.float32) / max(quarter, 1)
-    )
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(quarter, device=device, dtype=torch.float32) / max(quarter, 1))
     ys = torch.arange(height, device=device, dtype=torch.float32)[:, None] * freqs  # (H, q)
     xs = torch.arange(width, device=device, dtype=torch.float32)[:, None] * freqs  # (W, q)
     emb_y = torch.cat([ys.sin(), ys.cos()], dim=-1)[:, None, :].expand(height, width, 2 * quarter)

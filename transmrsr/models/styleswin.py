@@ -149,7 +149,9 @@ class BilinearUpsample(nn.Module):
         if pos is None:
             pos = styleswin_sinusoidal_grid(out_resolution, out_resolution, out_dim)
         if pos.shape != (1, out_resolution, out_resolution, out_dim):
-            raise ValueError(f"position table of shape {tuple(pos.shape)} for a {out_resolution}² map of {out_dim} channels")
+            raise ValueError(
+                f"position table of shape {tuple(pos.shape)} for a {out_resolution}² map of {out_dim} channels"
+            )
         self.norm = nn.LayerNorm(dim)
         self.reduction = nn.Linear(dim, out_dim, bias=False)
         self.alpha = nn.Parameter(torch.zeros(1))

@@ -339,7 +339,9 @@ class EncoderLevel(nn.Module):
         for i, layer in enumerate(self.layers):
             y = layer(y, inplace=i > 0)  # the first layer's input is x, still needed below
         # F^ = conv(RSTB(F)) + F, the sum fused into the conv on CPU (channels-last views)
-        y = conv2d_same(y.view(b, h, w, c).permute(0, 3, 1, 2), self.conv.weight, self.conv.bias, residual=x.permute(0, 3, 1, 2))
+        y = conv2d_same(
+            y.view(b, h, w, c).permute(0, 3, 1, 2), self.conv.weight, self.conv.bias, residual=x.permute(0, 3, 1, 2)
+        )
         return self.merge(y.permute(0, 2, 3, 1))
 
 

@@ -82,7 +82,9 @@ def fit_centroids(latents: torch.Tensor | np.ndarray, n_clusters: int, seed: int
 
 
 @torch.no_grad()
-def sample_mapping_latents(mapping: nn.Module, num_samples: int, style_dim: int, batch_size: int = 4096, seed: int = 0) -> torch.Tensor:
+def sample_mapping_latents(
+    mapping: nn.Module, num_samples: int, style_dim: int, batch_size: int = 4096, seed: int = 0
+) -> torch.Tensor:
     """Sample ``w = mapping(z)``, ``z ~ N(0, I)``: returns ``(num_samples, style_dim)`` on CPU."""
     device = next(mapping.parameters()).device
     gen = torch.Generator(device="cpu").manual_seed(seed)

@@ -10,7 +10,9 @@ from ..models import StyleSwinGenerator
 from ..models.truncation import fit_centroids, sample_mapping_latents
 
 
-def fit_generator_centroids(gan_dir: str | Path, num_samples: int = 60000, clusters: int | None = None, seed: int = 0) -> torch.Tensor:
+def fit_generator_centroids(
+    gan_dir: str | Path, num_samples: int = 60000, clusters: int | None = None, seed: int = 0
+) -> torch.Tensor:
     """Sample ``num_samples`` latents from the generator's mapping network, k-means them into
     ``clusters`` centroids (default: the config's ``num_centroids``), store them with the
     generator in ``gan_dir`` (rewritten atomically). Returns the centroids ``(K, D)``."""

@@ -124,7 +124,9 @@ def start_run(opts, accelerator=None):
     out = Path(opts.out)
     state_path = out / STATE_NAME
     if state_path.exists() and not opts.resume:
-        raise FileExistsError(f"{state_path}: a run already lives here; pass --resume to continue it or choose another --out")
+        raise FileExistsError(
+            f"{state_path}: a run already lives here; pass --resume to continue it or choose another --out"
+        )
     seed_everything(opts.seed + acc.process_index)
     return acc, out, state_path
 
@@ -133,7 +135,11 @@ def epoch_loader(dataset: Dataset, opts) -> tuple[DataLoader, EpochSampler]:
     """Training loader in :class:`EpochSampler` order; refuses data smaller than one batch."""
     sampler = EpochSampler(len(dataset), opts.seed)
     loader = DataLoader(
-        dataset, batch_size=opts.batch_size, sampler=sampler, drop_last=True, num_workers=opts.num_workers,
+        dataset,
+        batch_size=opts.batch_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=opts.num_workers,
         generator=torch.Generator().manual_seed(opts.seed),  # its per-iterator seed draw must not touch the global RNG
     )
     if len(loader) == 0:

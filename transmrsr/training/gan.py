@@ -88,7 +88,9 @@ def train_gan(opts: GANTrainConfig, accelerator=None) -> Path:
             mcfg = dataclasses.replace(mcfg, position_table=kind).validate()
     # stage 1 has no validation loop: only an explicit val_fraction holds volumes out
     train_paths, held_out = split_subjects(find_volumes(opts.data), opts.val_fraction, opts.seed)
-    dataset = HRSliceDataset(train_paths, mcfg.img_size, augment=Augment() if opts.augment else Augment.off(), seed=opts.seed)
+    dataset = HRSliceDataset(
+        train_paths, mcfg.img_size, augment=Augment() if opts.augment else Augment.off(), seed=opts.seed
+    )
     loader, sampler = epoch_loader(dataset, opts)
 
     gen, disc = StyleSwinGenerator(mcfg), Discriminator(mcfg)
@@ -113,8 +115,13 @@ def train_gan(opts: GANTrainConfig, accelerator=None) -> Path:
     log = JsonlLogger(out / LOG_NAME, enabled=acc.is_main_process)
     if step == 0:
         log.log(
-            event="start", stage="gan", step=0, options=asdict(opts), processes=acc.num_processes,
-            train_volumes=[p.name for p in train_paths], held_out_volumes=[p.name for p in held_out],
+            event="start",
+            stage="gan",
+            step=0,
+            options=asdict(opts),
+            processes=acc.num_processes,
+            train_volumes=[p.name for p in train_paths],
+            held_out_volumes=[p.name for p in held_out],
         )
     else:
         log.log(event="resume", stage="gan", step=step)
@@ -181,8 +188,16 @@ def train_gan(opts: GANTrainConfig, accelerator=None) -> Path:
                 if step % opts.log_every == 0 or step == total:
                     rate, eta = speed(step)
                     log.log(
-                        stage="gan", step=step, epoch=epoch, loss_d=d_loss.item(), loss_g=g_loss.item(),
-                        r1=None if r1 is None else r1.item(), lr_g=opts.lr_g, lr_d=opts.lr_d, it_s=rate, eta_s=eta,
+                        stage="gan",
+                        step=step,
+                        epoch=epoch,
+                        loss_d=d_loss.item(),
+                        loss_g=g_loss.item(),
+                        r1=None if r1 is None else r1.item(),
+                        lr_g=opts.lr_g,
+                        lr_d=opts.lr_d,
+                        it_s=rate,
+                        eta_s=eta,
                     )
                 if opts.sample_every and step % opts.sample_every == 0 and acc.is_main_process:
                     with torch.no_grad():

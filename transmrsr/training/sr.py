@@ -54,7 +54,9 @@ def build_sr_model(opts: SRTrainConfig) -> tuple[TransMRSR | EDSR, bool]:
     if opts.init:
         start = load_sr_model(opts.init)
         if type(start) is not type(model):
-            raise ValueError(f"--init {opts.init}: holds a {type(start).__name__}, but this run trains a {type(model).__name__}")
+            raise ValueError(
+                f"--init {opts.init}: holds a {type(start).__name__}, but this run trains a {type(model).__name__}"
+            )
         ours, theirs = model.config.to_dict(), start.config.to_dict()
         # phi is a run-time choice, not a size; the position table is the start model's (below)
         diff = sorted(k for k in ours if k not in ("phi", "position_table") and ours[k] != theirs.get(k))
@@ -69,7 +71,9 @@ def build_sr_model(opts: SRTrainConfig) -> tuple[TransMRSR | EDSR, bool]:
         loaded = True
     # issue 22, frozen GP: a frozen decoder must be a pretrained one
     if isinstance(model, TransMRSR) and model.config.freeze_prior and not loaded:
-        raise ValueError("--ablation frozen-gp freezes the pretrained decoder: give --gan (the stage-1 generator) or --init")
+        raise ValueError(
+            "--ablation frozen-gp freezes the pretrained decoder: give --gan (the stage-1 generator) or --init"
+        )
     return model, loaded
 
 
@@ -93,7 +97,9 @@ def _build_sr_model(opts: SRTrainConfig) -> tuple[TransMRSR | EDSR, bool]:
         gcfg = gen.config
         for f in ("img_size", "style_dim", "dec_channels", "dec_depth", "window_size", "mlp_ratio", "num_centroids"):
             if getattr(gcfg, f) != getattr(mcfg, f):
-                raise ValueError(f"{opts.gan}: the generator's {f} ({getattr(gcfg, f)}) differs from preset {opts.preset!r}'s")
+                raise ValueError(
+                    f"{opts.gan}: the generator's {f} ({getattr(gcfg, f)}) differs from preset {opts.preset!r}'s"
+                )
         if mcfg.use_sdt and not gen.truncation.is_fitted:
             logger.warning("%s: no centroids fitted (run fit-centroids); SDT is the identity until then", opts.gan)
         loaded = model.load_generative_prior(gen)
@@ -161,13 +167,24 @@ def train_sr(opts: SRTrainConfig, accelerator=None) -> Path:
     log = JsonlLogger(out / LOG_NAME, enabled=acc.is_main_process)
     if step == 0:
         log.log(
-            event="start", stage="sr", step=0, options=asdict(opts), prior_loaded=prior_loaded, processes=acc.num_processes,
-            perceptual=bool(perceptual), train_volumes=[p.name for p in train_paths], val_volumes=[p.name for p in val_paths],
+            event="start",
+            stage="sr",
+            step=0,
+            options=asdict(opts),
+            prior_loaded=prior_loaded,
+            processes=acc.num_processes,
+            perceptual=bool(perceptual),
+            train_volumes=[p.name for p in train_paths],
+            val_volumes=[p.name for p in val_paths],
         )
         if perceptual is None:
             log.log(event="note", stage="sr", message="perceptual terms off (--no-perceptual): loss = L1 only")
         if opts.arch == "edsr" and (opts.gan or opts.phi is not None):
-            log.log(event="note", stage="sr", message="--arch edsr: the CNN baseline uses no generative prior or truncation; --gan / --phi not used")
+            log.log(
+                event="note",
+                stage="sr",
+                message="--arch edsr: the CNN baseline uses no generative prior or truncation; --gan / --phi not used",
+            )
     else:
         log.log(event="resume", stage="sr", step=step, epoch=epoch)
     steps_per_epoch = len(loader)
@@ -222,9 +239,16 @@ def train_sr(opts: SRTrainConfig, accelerator=None) -> Path:
                 if step % opts.log_every == 0 or step == total:
                     rate, eta = speed(step)
                     log.log(
-                        stage="sr", step=step, epoch=epoch, loss=loss.item(), l1=l1.item(),
-                        content=None if content is None else content.item(), style=None if style is None else style.item(),
-                        lr=opt.param_groups[0]["lr"], it_s=rate, eta_s=eta,
+                        stage="sr",
+                        step=step,
+                        epoch=epoch,
+                        loss=loss.item(),
+                        l1=l1.item(),
+                        content=None if content is None else content.item(),
+                        style=None if style is None else style.item(),
+                        lr=opt.param_groups[0]["lr"],
+                        it_s=rate,
+                        eta_s=eta,
                     )
                 if step % opts.checkpoint_every == 0:
                     save(best_model=False)
@@ -241,7 +265,11 @@ def train_sr(opts: SRTrainConfig, accelerator=None) -> Path:
                 log.log(stage="sr", event="epoch", step=step, epoch=epoch, val_psnr=val, best_val_psnr=best)
                 save(best_model=improved)
                 p = opts.early_stop_patience
-                if val_loader is not None and len(history) > p and max(history[-p:]) - max(history[:-p]) <= opts.early_stop_min_delta:
+                if (
+                    val_loader is not None
+                    and len(history) > p
+                    and max(history[-p:]) - max(history[:-p]) <= opts.early_stop_min_delta
+                ):
                     stopped_early = True
                     log.log(event="early_stop", stage="sr", step=step, epoch=epoch)
                     break
