@@ -176,7 +176,9 @@ def adapt_options(progress=None):
 
 
 @gpu
-def _run(volume_file, model_spec, scale, phi, fusion, folder: Path, progress=None, adapt: bool = False) -> Case:
+def _run(
+    volume_file, model_spec, scale, phi, fusion, folder: Path, progress=None, adapt: bool = False, trust: bool = False
+) -> Case:
     path, plan, loaded = prepare(volume_file, model_spec, scale)
     shown = f"×{plan.label}" + (f" (×{plan.factor} network)" if plan.acq is not None else "")
     if progress is not None:
@@ -197,6 +199,7 @@ def _run(volume_file, model_spec, scale, phi, fusion, folder: Path, progress=Non
             model_version=loaded.version,
             served=served,
             adapt=adapt_options(progress) if adapt else None,
+            trust=bool(trust),
         )
     except ValueError as exc:  # VolumeError, or a file changed since its header was read
         raise user_error(exc) from None
@@ -360,6 +363,34 @@ def _warnings_md(case: Case) -> str:
     return "\n\n".join(f"⚠️ {w}" for w in case.warnings)
 
 
+#: "Trust maps" is on by default: with fusion (the default) the uncertainty comes from the fused
+#: run's two planes (no extra run) and the consistency is a few matrix products, so the extra cost
+#: is small next to the SR. Measured on the bundled 1 mm example at ×4 (2 shared CPU cores): maps 1.0 s,
+#: writing both NIfTIs and the summaries about 5 s, next to 15 s for one plane's SR alone (the fused run is at
+#: least twice that). Without fusion the uncertainty needs one extra SR run (a mirrored scan): the label says so.
+TRUST_DEFAULT = True
+TRUST_LABEL = "Trust maps: data consistency + uncertainty overlays and downloads"
+TRUST_INFO = (
+    "where the SR may be inventing anatomy (docs/trust.md). With fusion no extra SR run: about +6 s on the "
+    "1 mm example at ×4 on a 2-core CPU; without fusion one extra SR run (about twice the time)"
+)
+
+
+def _trust_outputs(case: Case) -> tuple:
+    """-> (the trust maps' one-line summaries, their NIfTI downloads), hidden without trust maps."""
+    t = case.trust
+    if t is None:
+        return gr.update(value="", visible=False), gr.update(value=None, visible=False)
+    files = [str(t.consistency_path)] + ([str(t.uncertainty_path)] if t.uncertainty_path is not None else [])
+    text = (
+        t.consistency_line()
+        + "\n\n"
+        + t.uncertainty_line()
+        + "\n\nBoth are overlays on the SR in the viewer (*Overlay on SR*) and downloads on the SR grid below."
+    )
+    return gr.update(value=text, visible=True), gr.update(value=files, visible=True)
+
+
 def on_run(
     volume_file,
     model_spec,
@@ -368,6 +399,7 @@ def on_run(
     fusion,
     plane,
     adapt=False,
+    trust=TRUST_DEFAULT,
     request: gr.Request = None,
     progress=gr.Progress(),  # noqa: B008 - Gradio's way to ask for a progress bar
 ):
@@ -377,7 +409,17 @@ def on_run(
     # copies, which every session shares
     if path and Path(path).name not in {p.name for p in EXAMPLES.glob("*.nii*")}:
         SESSIONS.note_upload(sid, path, gr_utils.get_upload_folder())
-    case = _run(volume_file, model_spec, scale, phi, fusion, SESSIONS.folder(sid), progress, adapt=bool(adapt))
+    case = _run(
+        volume_file,
+        model_spec,
+        scale,
+        phi,
+        fusion,
+        SESSIONS.folder(sid),
+        progress,
+        adapt=bool(adapt),
+        trust=bool(trust),
+    )
     ref = SESSIONS.set_case(sid, case)
     try:
         fresh = new_view_state(case)
@@ -424,6 +466,7 @@ def on_run(
         str(case.sr_path),
         gr.update(value=_warnings_md(case), visible=bool(case.warnings)),
         gr.update(visible=not has_hr),
+        *_trust_outputs(case),
         model_card_of(MODELS.loaded_entry(model_spec, case.factor)),
     )
 
@@ -443,6 +486,8 @@ def on_new_upload(request: gr.Request):
         None,
         gr.update(value="", visible=False),
         gr.update(visible=False),
+        gr.update(value="", visible=False),
+        gr.update(value=None, visible=False),
         None,
     )
 
@@ -500,7 +545,15 @@ import shutil  # noqa: E402
 from datetime import datetime  # noqa: E402
 
 from transmrsr.annotations import MAX_LENGTHS, AnnotationStore, Reading  # noqa: E402
-from transmrsr.studio import painted_region, reader_image, reader_items  # noqa: E402
+from transmrsr.studio import (  # noqa: E402
+    network_plane,
+    painted_region,
+    plane_axis,
+    reader_image,
+    reader_items,
+    region_uncertainty,
+    uncertainty_picture,
+)
 from transmrsr.viewer import PLANES  # noqa: E402
 
 ANN_COMPARE = ["cubic interpolation", "TransMRSR at another φ"]
@@ -508,6 +561,19 @@ ANN_RATINGS = [("1 · unusable", 1), ("2", 2), ("3", 3), ("4", 4), ("5 · excell
 ANN_SUMMARY_HEADERS = ["method", "n", "mean rating", "hallucination rate", "artifact rate"]
 ANN_NO_CASE = "Run a volume in the Super-resolve tab first: there is nothing to annotate yet."
 ANN_FINISHED = "You have finished this reading session; reload the page to start another."
+#: The reader's uncertainty overlay: unavailable until every image of the slice is rated (seeing where the
+#: model is unsure would bias the rating), then offered on Image A and Image B.
+ANN_UNCERTAINTY_LABEL = "Show the uncertainty map on the images (after you have rated every image of this slice)"
+ANN_UNCERTAINTY_HEADERS = [
+    "case",
+    "case id",
+    "method",
+    "hallucination flags",
+    "painted voxels",
+    "uncertainty inside",
+    "uncertainty outside",
+    "inside / outside",
+]
 
 
 def annotation_store(create: bool = True) -> AnnotationStore | None:
@@ -516,6 +582,25 @@ def annotation_store(create: bool = True) -> AnnotationStore | None:
     if not create and not db.is_file():
         return None
     return AnnotationStore(db)
+
+
+def _uncertainty_rows() -> list[list]:
+    """The operator's table: per case and method, the readers' painted hallucination flags against the
+    uncertainty map (mean inside the regions vs the rest of the head on the same slices)."""
+    store = annotation_store(create=False)
+    return [
+        [
+            r["case_name"],
+            r["case_id"],
+            r["method"],
+            r["flags"],
+            r["voxels"],
+            r["uncertainty_inside"],
+            r["uncertainty_outside"],
+            r["ratio"],
+        ]
+        for r in (store.uncertainty_summary() if store else [])
+    ]
 
 
 def _summary_rows(reader: str | None) -> list[list]:
@@ -577,19 +662,33 @@ def _ann_view(case: Case, model_spec, plane, index, compare, other_phi, seed) ->
     }
 
 
+def _uncertainty_off() -> dict:
+    """The uncertainty checkbox of a slice not rated yet: off and locked."""
+    return gr.update(value=False, interactive=False)
+
+
 def ann_show(case_ref, model_spec, plane, index, compare, other_phi, seed):
-    """-> view state, Image A, Image B, picked image, editor, status."""
+    """-> view state, Image A, Image B, picked image, editor, status, uncertainty checkbox (locked
+    until the slice is rated)."""
     case = _case(case_ref)
     if case is None:
-        return None, None, None, gr.update(), None, ANN_NO_CASE
+        return None, None, None, gr.update(), None, ANN_NO_CASE, _uncertainty_off()
     try:
         view = _ann_view(case, model_spec, plane, index, compare, other_phi, seed)
     except ValueError as exc:  # a choice that cannot be shown: say so, show nothing (Save then refuses)
         gr.Warning(public_message(str(exc)))
-        return None, None, None, gr.update(), None, f"Nothing to rate here: {public_message(str(exc))}."
+        return (
+            None,
+            None,
+            None,
+            gr.update(),
+            None,
+            f"Nothing to rate here: {public_message(str(exc))}.",
+            _uncertainty_off(),
+        )
     labels = " and ".join(it["label"] for it in view["items"])
     status = (
-        f"{plane} slice {int(index)} of {case.n_slices(plane)}: {labels} in random order. "
+        f"{plane} slice {int(index)} of {case.shape[plane_axis(case, plane)]}: {labels} in random order. "
         "Pick one, rate it, paint what you flag, save; then the other."
     )
     return (
@@ -599,6 +698,7 @@ def ann_show(case_ref, model_spec, plane, index, compare, other_phi, seed):
         gr.update(value=view["items"][0]["label"]),
         _editor_value(view["images"][0]),
         status,
+        _uncertainty_off(),
     )
 
 
@@ -607,8 +707,8 @@ def ann_on_case(case_ref, model_spec, compare, other_phi, seed):
     case = _case(case_ref)
     if case is None:
         return gr.update(), gr.update(), *ann_show(None, model_spec, "coronal", 0, compare, other_phi, seed)
-    plane = next(p for p, a in PLANES.items() if a == case.slice_axis)
-    n = case.n_slices(plane)
+    plane = network_plane(case)
+    n = case.shape[plane_axis(case, plane)]
     return (
         gr.update(value=plane),
         gr.update(maximum=n - 1, value=n // 2),
@@ -620,7 +720,7 @@ def ann_on_plane(case_ref, model_spec, plane, compare, other_phi, seed):
     case = _case(case_ref)
     if case is None:
         return gr.update(), *ann_show(None, model_spec, plane, 0, compare, other_phi, seed)
-    n = case.n_slices(plane)
+    n = case.shape[plane_axis(case, plane)]
     return gr.update(maximum=n - 1, value=n // 2), *ann_show(
         case_ref, model_spec, plane, n // 2, compare, other_phi, seed
     )
@@ -628,7 +728,7 @@ def ann_on_plane(case_ref, model_spec, plane, compare, other_phi, seed):
 
 def ann_on_phi(case_ref, model_spec, plane, index, compare, other_phi, seed):
     if compare != ANN_COMPARE[1]:  # the other φ is not in use
-        return (gr.update(),) * 6
+        return (gr.update(),) * 7
     return ann_show(case_ref, model_spec, plane, index, compare, other_phi, seed)
 
 
@@ -637,6 +737,32 @@ def ann_pick(view, which):
         return None
     labels = [it["label"] for it in view["items"]]
     return _editor_value(view["images"][labels.index(which)] if which in labels else None)
+
+
+def _rated(view) -> bool:
+    """Whether every blinded image of the shown slice has a saved reading (the server's record, not the page's)."""
+    return bool(view) and all(it["label"] in view["saved"] for it in view["items"])
+
+
+def ann_uncertainty(case_ref, view, show):
+    """The uncertainty overlay on Image A and Image B, or the plain images: -> Image A, Image B, checkbox.
+    Refused (the plain images, the box off) until every image of this slice is rated: the map shows where
+    the model is unsure, which would bias a reader who has not rated yet."""
+    case = _case(case_ref)
+    if not view or case is None or view.get("sr_path") != str(case.sr_path):
+        return None, None, _uncertainty_off()
+    plain = view["images"]
+    if not show:
+        return plain[0], plain[1], gr.update()
+    if not _rated(view):
+        gr.Warning("Rate every image of this slice first: the uncertainty map is shown only after rating.")
+        return plain[0], plain[1], gr.update(value=False)
+    try:
+        shown = [uncertainty_picture(case, view["plane"], view["slice"], img) for img in plain]
+    except ValueError as exc:  # no uncertainty map for this run
+        gr.Warning(public_message(str(exc)))
+        return plain[0], plain[1], gr.update(value=False)
+    return shown[0], shown[1], gr.update()
 
 
 def _painted_mask(editor) -> np.ndarray | None:
@@ -683,6 +809,8 @@ def ann_save(case_ref, view, reader, which, rating, hallucination, artifact, not
     item = view["items"][labels.index(which)]
     mask = _painted_mask(editor)
     region = painted_region(case, view["plane"], mask) if mask is not None else None
+    # the trust layer: the SR's uncertainty inside the painted region vs the rest of the head on this slice
+    figures = region_uncertainty(case, view["plane"], view["slice"], region)
     reading = Reading(
         reader=reader.strip(),
         case_name=case.name[: MAX_LENGTHS["case_name"]],
@@ -699,6 +827,8 @@ def ann_save(case_ref, view, reader, which, rating, hallucination, artifact, not
         model=case.model_name,
         model_version=case.model_version,
         scale=case.factor,
+        uncertainty_in_region=figures[0] if figures else None,
+        uncertainty_outside_region=figures[1] if figures else None,
     )
     try:
         ann_id = annotation_store().add(reading, region, case.shape, case.affine, ANNOTATIONS_DIR / "labels")
@@ -713,8 +843,12 @@ def ann_save(case_ref, view, reader, which, rating, hallucination, artifact, not
         nxt = todo[0]
     else:
         status += " Unblinded: " + ", ".join(f"{it['label']} was {it['method']}" for it in view["items"]) + "."
+        if case.trust is not None and case.trust.uncertainty is not None:
+            status += " You may now show the uncertainty map on the images."
         nxt = which
-    return (view, status, gr.update(value=nxt), ann_pick(view, nxt), None, False, False, "")
+    has_map = case.trust is not None and case.trust.uncertainty is not None
+    unc = gr.update(interactive=True) if _rated(view) and has_map else _uncertainty_off()
+    return (view, status, gr.update(value=nxt), ann_pick(view, nxt), None, False, False, "", unc)
 
 
 def ann_finish(reader, code):
@@ -737,9 +871,10 @@ def _export_dir(request: gr.Request | None) -> Path:
 
 
 def ann_pooled(code):
-    """The pooled per-method summary, for the operator only."""
+    """The pooled per-method summary and the hallucination flags vs the uncertainty map per case, for the
+    operator only."""
     check_operator(code)
-    return gr.update(value=_summary_rows(None), visible=True)
+    return gr.update(value=_summary_rows(None), visible=True), gr.update(value=_uncertainty_rows(), visible=True)
 
 
 def ann_export_csv(code, request: gr.Request):
@@ -811,6 +946,7 @@ def build_annotate_tab(case_state: gr.State, model_spec: gr.Textbox) -> None:
             with gr.Row():
                 img_a = gr.Image(label="Image A", interactive=False, height=300, format="png", elem_id="ann-image-a")
                 img_b = gr.Image(label="Image B", interactive=False, height=300, format="png", elem_id="ann-image-b")
+            show_unc = gr.Checkbox(False, label=ANN_UNCERTAINTY_LABEL, interactive=False, elem_id="ann-uncertainty")
             editor = gr.ImageEditor(
                 label="Paint the region you flag (brush) on the image you rate",
                 type="numpy",
@@ -843,13 +979,24 @@ def build_annotate_tab(case_state: gr.State, model_spec: gr.Textbox) -> None:
             visible=False,
             elem_id="ann-summary",
         )
+        unc_summary = gr.Dataframe(
+            headers=ANN_UNCERTAINTY_HEADERS,
+            label=(
+                "Hallucination flags vs the uncertainty map, per case: mean uncertainty inside the painted regions "
+                "and in the rest of the head on the same slices (input intensity units; above 1: higher where "
+                "readers flagged)"
+            ),
+            interactive=False,
+            visible=False,
+            elem_id="ann-uncertainty-summary",
+        )
         with gr.Row():
             csv_file = gr.File(label="Readings (CSV)", elem_id="ann-csv")
             label_files = gr.File(
                 label="Label NIfTIs (aligned with the SR)", file_count="multiple", elem_id="ann-labels"
             )
 
-    shown = [view, img_a, img_b, which, editor, status]
+    shown = [view, img_a, img_b, which, editor, status, show_unc]
     case_state.change(ann_on_case, [case_state, model_spec, compare, other_phi, seed], [plane, index, *shown])
     plane.input(ann_on_plane, [case_state, model_spec, plane, compare, other_phi, seed], [index, *shown])
     shown_in = [case_state, model_spec, plane, index, compare, other_phi, seed]
@@ -859,11 +1006,12 @@ def build_annotate_tab(case_state: gr.State, model_spec: gr.Textbox) -> None:
     save.click(ann_check, [case_state, view, reader, which, rating, code, finished], None).success(
         ann_save,
         [case_state, view, reader, which, rating, hallucination, artifact, note, editor, code, finished],
-        [view, status, which, editor, rating, hallucination, artifact, note],
+        [view, status, which, editor, rating, hallucination, artifact, note, show_unc],
         concurrency_limit=1,  # one writer per process (the label file lock covers several processes)
     )
     finish.click(ann_finish, [reader, code], [finished, mine, status])
-    pooled_btn.click(ann_pooled, op_code, summary)
+    show_unc.input(ann_uncertainty, [case_state, view, show_unc], [img_a, img_b, show_unc])
+    pooled_btn.click(ann_pooled, op_code, [summary, unc_summary])
     csv_btn.click(ann_export_csv, op_code, csv_file)
     labels_btn.click(ann_export_labels, op_code, label_files)
 
@@ -1181,6 +1329,14 @@ def build_app() -> gr.Blocks:
                         elem_id="metrics",
                     )
                     download = gr.File(label="SR volume (NIfTI)", height=80, elem_id="download")
+                    trust_md = gr.Markdown(visible=False, elem_id="trust-summary")
+                    trust_files = gr.File(
+                        label="Trust maps (NIfTI on the SR grid: consistency, uncertainty)",
+                        file_count="multiple",
+                        height=100,
+                        visible=False,
+                        elem_id="trust-download",
+                    )
                     model_spec = gr.Textbox(
                         label="Model",
                         value=MODELS.box_value(),
@@ -1219,6 +1375,7 @@ def build_app() -> gr.Blocks:
                         "the loaded weights are never changed",
                         elem_id="adapt",
                     )
+                    trust = gr.Checkbox(TRUST_DEFAULT, label=TRUST_LABEL, info=TRUST_INFO, elem_id="trust")
                     if examples:
                         gr.Examples(
                             examples=examples,
@@ -1253,10 +1410,25 @@ def build_app() -> gr.Blocks:
 
         view_state = gr.State(None)  # per session: the crosshair, window presets, the slices the browser holds
         view_out = [viewer, view_state, index, compare, note]
-        run_out = [case_state, index, viewer, view_state, compare, note, info, metrics, download, warning, no_ref, card]
+        run_out = [
+            case_state,
+            index,
+            viewer,
+            view_state,
+            compare,
+            note,
+            info,
+            metrics,
+            download,
+            warning,
+            no_ref,
+            trust_md,
+            trust_files,
+            card,
+        ]
         running = run.click(_busy, None, run, queue=False, api_visibility="private").then(
             on_run,
-            [volume, model_spec, scale, phi, fusion, plane, adapt],
+            [volume, model_spec, scale, phi, fusion, plane, adapt, trust],
             run_out,
             concurrency_limit=1,
             show_progress_on=[viewer],

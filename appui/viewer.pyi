@@ -44,7 +44,6 @@ TEMPLATE = """
 </div>
 """
 
-
 class VolumeViewer(gr.HTML):
     """Three linked planes of LR / SR / HR / error, with window/level, zoom, pan and overlays.
 
@@ -66,8 +65,11 @@ class VolumeViewer(gr.HTML):
 
     def api_info(self) -> dict[str, Any]:
         return {"type": "object"}
-    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from collections.abc import Callable, Sequence
+    from typing import TYPE_CHECKING, Any, Literal
+
     from gradio.blocks import Block
+
     if TYPE_CHECKING:
         from gradio.components import Timer
         from gradio.components.base import Component

@@ -12,8 +12,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; never `playwright install`
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 def free_port() -> int:
@@ -24,8 +31,13 @@ def free_port() -> int:
 
 def app_env(work: Path, **extra: str) -> dict[str, str]:
     """Environment of a test server: one torch thread, offline Hub, outputs under ``work``."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1",
-               TRANSMRSR_WORK_DIR=str(work))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        GRADIO_ANALYTICS_ENABLED="False",
+        HF_HUB_OFFLINE="1",
+        TRANSMRSR_WORK_DIR=str(work),
+    )
     for key in ("TRANSMRSR_MODEL", "TRANSMRSR_ENABLE_TRAINING"):
         env.pop(key, None)
     env.update(extra)
@@ -49,7 +61,11 @@ class App:
         with open(self.log_path, "a") as out:  # a file, not a pipe: a full pipe would block the server
             self.proc = subprocess.Popen(
                 [sys.executable, str(REPO / "app.py"), "--port", str(port), *self.args],
-                cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT, text=True,
+                cwd=REPO,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
         deadline = time.time() + self.timeout
         while time.time() < deadline:

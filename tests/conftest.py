@@ -64,8 +64,9 @@ def tiny_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def browser():
     """Debian's Chromium through Playwright, one per test module."""
-    from apphelpers import CHROMIUM, CHROMIUM_ARGS
     from playwright.sync_api import sync_playwright
+
+    from apphelpers import CHROMIUM, CHROMIUM_ARGS
 
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

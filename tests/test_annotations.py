@@ -50,8 +50,13 @@ def test_region_lands_in_a_label_volume_aligned_with_the_sr(tmp_path):
     shown = plane_slice(sr, "axial", 7)  # what the reader sees
     region = shown > 0.5  # ... and paints
     store = AnnotationStore(tmp_path / "a.sqlite")
-    ann = store.add(Reading("r", "case9", "axial", 7, "TransMRSR", 2, hallucination=True), region=region,
-                    sr_shape=shape, sr_affine=affine, label_dir=tmp_path / "labels")
+    ann = store.add(
+        Reading("r", "case9", "axial", 7, "TransMRSR", 2, hallucination=True),
+        region=region,
+        sr_shape=shape,
+        sr_affine=affine,
+        label_dir=tmp_path / "labels",
+    )
     img = nib.load(str(tmp_path / "labels" / "case9_annotations.nii.gz"))
     labels = np.asarray(img.dataobj)
     np.testing.assert_allclose(img.affine, affine)
@@ -61,8 +66,13 @@ def test_region_lands_in_a_label_volume_aligned_with_the_sr(tmp_path):
     # a second region in another plane adds to the same file with its own id
     region2 = np.zeros_like(plane_slice(sr, "coronal", 2), dtype=bool)
     region2[0, 0] = True
-    ann2 = store.add(Reading("r", "case9", "coronal", 2, "cubic", 3), region=region2, sr_shape=shape,
-                     sr_affine=affine, label_dir=tmp_path / "labels")
+    ann2 = store.add(
+        Reading("r", "case9", "coronal", 2, "cubic", 3),
+        region=region2,
+        sr_shape=shape,
+        sr_affine=affine,
+        label_dir=tmp_path / "labels",
+    )
     labels = np.asarray(nib.load(str(tmp_path / "labels" / "case9_annotations.nii.gz")).dataobj)
     assert np.count_nonzero(labels == ann) == 16 and np.count_nonzero(labels == ann2) == 1
 

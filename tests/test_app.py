@@ -9,9 +9,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from apphelpers import App, app_env, viewer_panel
 from transmrsr import TransMRSR
 from transmrsr.studio import panels, phi_sweep, reader_image, reader_items, run_case
+
+from apphelpers import App, app_env, viewer_panel
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,8 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def server(tiny_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
-    app = App(app_env(work, TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_ANNOTATIONS=str(work / "annotations")),
-              log=work / "server.log")
+    app = App(
+        app_env(work, TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_ANNOTATIONS=str(work / "annotations")),
+        log=work / "server.log",
+    )
     yield app.start()
     app.stop()
 
@@ -67,7 +70,13 @@ def test_studio_panels_phi_and_sweep(tiny_dir, t1_crop, tmp_path, one_torch_thre
     other = panels(case, model, "coronal", 20, phi=0.0)["sr"]
     assert np.array_equal(same, p["sr"]) and not np.array_equal(other, p["sr"])
     gallery = phi_sweep(case, model, "coronal", 20)
-    assert [label.split(" ·")[0] for _, label in gallery] == ["φ = 0.00", "φ = 0.25", "φ = 0.50", "φ = 0.75", "φ = 1.00"]
+    assert [label.split(" ·")[0] for _, label in gallery] == [
+        "φ = 0.00",
+        "φ = 0.25",
+        "φ = 0.50",
+        "φ = 0.75",
+        "φ = 1.00",
+    ]
     assert all("PSNR" in label for _, label in gallery)
     assert np.array_equal(gallery[2][0], same)  # the sweep's φ = 0.5 is the volume's slice
     with pytest.raises(ValueError, match="coronal"):
@@ -82,9 +91,12 @@ def test_studio_panels_phi_and_sweep(tiny_dir, t1_crop, tmp_path, one_torch_thre
     items = reader_items(fused, "coronal", 20, compare_phi=0.0, seed=1)
     assert sorted(it["method"] for it in items) == ["TransMRSR φ=0.00 (one plane)", "TransMRSR φ=0.50 (one plane)"]
     pics = {it["phi"]: reader_image(fused, model, "coronal", 20, it["phi"], one_plane=it["one_plane"]) for it in items}
-    assert np.array_equal(pics[0.5], same) and np.array_equal(pics[0.0], other)
+    # the reader's pictures are radiological (this RAS file: the Super-resolve panels mirrored left-right)
+    assert np.array_equal(pics[0.5], same[:, ::-1]) and np.array_equal(pics[0.0], other[:, ::-1])
     plain = reader_items(fused, "coronal", 20, seed=1)  # SR against cubic: the fused SR as run
-    assert sorted(it["method"] for it in plain) == ["TransMRSR φ=0.50", "cubic"] and not any(it["one_plane"] for it in plain)
+    assert sorted(it["method"] for it in plain) == ["TransMRSR φ=0.50", "cubic"] and not any(
+        it["one_plane"] for it in plain
+    )
 
 
 def test_thick_slice_upload_uses_its_header(tiny_dir, t1_crop, tmp_path, one_torch_thread):
@@ -99,8 +111,6 @@ def test_thick_slice_upload_uses_its_header(tiny_dir, t1_crop, tmp_path, one_tor
     assert nib.load(str(case.sr_path)).shape == nib.load(str(t1_crop)).shape
     axial = panels(case, model, "axial", 10)
     assert axial["hr"] is None and axial["error"] is None
-
-
 
 
 def _enter_number(page, elem_id: str, value: str) -> None:

@@ -12,25 +12,31 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from apphelpers import App, viewer_panel
 from transmrsr.annotations import AnnotationStore, Reading
 from transmrsr.studio import Case, painted_region, reader_image, reader_items
 
+from apphelpers import App, viewer_panel
+
 REPO = Path(__file__).resolve().parents[1]
+
+
 @pytest.fixture(scope="module")
 def app(tiny_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
-    env = dict(os.environ, TRANSMRSR_MODEL=str(tiny_dir), OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False",
-               TRANSMRSR_WORK_DIR=str(work), HF_HUB_OFFLINE="1")
+    env = dict(
+        os.environ,
+        TRANSMRSR_MODEL=str(tiny_dir),
+        OMP_NUM_THREADS="1",
+        GRADIO_ANALYTICS_ENABLED="False",
+        TRANSMRSR_WORK_DIR=str(work),
+        HF_HUB_OFFLINE="1",
+    )
     annotations = tmp_path_factory.mktemp("study") / "annotations"
     server = App(env, log=work / "server.log", args=["--annotations", str(annotations), "--study-operator"])
     server.work, server.annotations = work, annotations
     server.start()
     yield server
     server.stop()
-
-
-
 
 
 def open_annotate(browser, url):
@@ -54,9 +60,21 @@ def synthetic_case(tmp_path) -> Case:
     sr[4:9, 10, 3:6] = 1.0  # a bright spot on coronal slice 10
     affine = np.diag([*zooms, 1.0])
     affine[:3, 3] = [-10, -12, -15]
-    return Case(name="synth", axis=2, factor=4, slice_axis=1, phi=0.9, zooms=zooms, affine=affine,
-                interp=np.zeros(shape, np.float32), sr=sr, hr=None, scaler=None, sr_path=tmp_path / "synth_sr.nii.gz",
-                simulated=False)
+    return Case(
+        name="synth",
+        axis=2,
+        factor=4,
+        slice_axis=1,
+        phi=0.9,
+        zooms=zooms,
+        affine=affine,
+        interp=np.zeros(shape, np.float32),
+        sr=sr,
+        hr=None,
+        scaler=None,
+        sr_path=tmp_path / "synth_sr.nii.gz",
+        simulated=False,
+    )
 
 
 def test_blinded_items_and_a_painted_picture_back_to_sr_voxels(tmp_path):
@@ -65,7 +83,9 @@ def test_blinded_items_and_a_painted_picture_back_to_sr_voxels(tmp_path):
     assert [it["label"] for it in items] == ["Image A", "Image B"]
     assert sorted(it["method"] for it in items) == ["TransMRSR φ=0.90", "cubic"]
     assert reader_items(case, "coronal", 10, seed=3) == items  # same seed and slice: same order
-    orders = {tuple(it["method"] for it in reader_items(case, "coronal", k, seed=s)) for k in range(12) for s in range(3)}
+    orders = {
+        tuple(it["method"] for it in reader_items(case, "coronal", k, seed=s)) for k in range(12) for s in range(3)
+    }
     assert len(orders) == 2  # the order changes from slice to slice
     with pytest.raises(ValueError, match="coronal"):
         reader_items(case, "axial", 3, compare_phi=0.5)  # another φ only exists on the network's plane
@@ -78,8 +98,13 @@ def test_blinded_items_and_a_painted_picture_back_to_sr_voxels(tmp_path):
     for mask in (painted, np.repeat(np.repeat(painted, 2, 0), 2, 1)):  # also from a canvas at 2x (hi-DPI)
         region = painted_region(case, "coronal", mask)
         store = AnnotationStore(tmp_path / f"a{mask.shape[0]}.sqlite")
-        ann = store.add(Reading("r", "synth", "coronal", 10, items[0]["method"], 3), region, case.shape, case.affine,
-                        tmp_path / f"labels{mask.shape[0]}")
+        ann = store.add(
+            Reading("r", "synth", "coronal", 10, items[0]["method"], 3),
+            region,
+            case.shape,
+            case.affine,
+            tmp_path / f"labels{mask.shape[0]}",
+        )
         labels = np.asarray(nib.load(str(store.label_files(tmp_path / f"labels{mask.shape[0]}")[0])).dataobj)
         assert np.array_equal(labels == ann, case.sr > 0.5)
 
@@ -93,8 +118,10 @@ def test_saving_without_reader_or_case_is_a_clear_message(app, browser):
     page.locator("#ann-save").click()
     expect_toast(page, "Run a volume in the Super-resolve tab first")
     page.close()
-    assert not (app.annotations / "annotations.sqlite").exists() or not AnnotationStore(
-        app.annotations / "annotations.sqlite").rows()
+    assert (
+        not (app.annotations / "annotations.sqlite").exists()
+        or not AnnotationStore(app.annotations / "annotations.sqlite").rows()
+    )
 
 
 def test_blinded_reading_with_a_painted_region_survives_a_restart(app, browser, t1_crop):
@@ -146,7 +173,12 @@ def test_blinded_reading_with_a_painted_region_survives_a_restart(app, browser, 
     assert len(rows) == 1
     row = rows[0]
     assert (row["reader"], row["case_name"], row["plane"], row["slice"], row["rating"]) == (
-        "Dr. Test", "t1_crop", "coronal", 28, 4)
+        "Dr. Test",
+        "t1_crop",
+        "coronal",
+        28,
+        4,
+    )
     assert (row["hallucination"], row["artifact"], row["note"]) == (1, 0, "bright blob, upper left")
     assert row["method"] in ("cubic", "TransMRSR φ=0.90") and (row["phi"] is None) == (row["method"] == "cubic")
     assert row["region_voxels"] == voxels > 0
@@ -158,7 +190,8 @@ def test_blinded_reading_with_a_painted_region_survives_a_restart(app, browser, 
     np.testing.assert_allclose(label.affine, sr_affine, atol=1e-5)
     x, y, z = np.nonzero(np.asarray(label.dataobj))
     assert len(x) == voxels and set(y) == {28}  # on the coronal slice that was shown
-    assert x.mean() < 20 and z.mean() > 26  # upper left in the picture: low x, high z (up is up)
+    # upper left in the radiological picture: the patient's right (high x in this RAS file), superior (high z)
+    assert x.mean() > 28 and z.mean() > 26
 
     page = open_annotate(browser, app.url)  # the restarted app lists the reading, to the operator
     page.get_by_text("Study operator: pooled results and exports").click()

@@ -11,11 +11,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from apphelpers import App, app_env
 from transmrsr import TransMRSR
 from transmrsr.data.degradation import resample_axis
 from transmrsr.inference import DEFAULT_FUSION, super_resolve_acquisition_file
 from transmrsr.studio import plan_volume
+
+from apphelpers import App, app_env
 
 STEPS = 2
 
@@ -45,8 +46,15 @@ def sha(path) -> str:
 def server(tmp_path_factory, tiny_dir):
     """``python app.py`` on the tiny model (TRANSMRSR_MODEL), adaptation shortened to a few steps."""
     work = tmp_path_factory.mktemp("work")
-    app = App(app_env(work, TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_ADAPT_STEPS=str(STEPS),
-                      TRANSMRSR_ANNOTATIONS=str(work / "annotations")), log=work / "server.log")
+    app = App(
+        app_env(
+            work,
+            TRANSMRSR_MODEL=str(tiny_dir),
+            TRANSMRSR_ADAPT_STEPS=str(STEPS),
+            TRANSMRSR_ANNOTATIONS=str(work / "annotations"),
+        ),
+        log=work / "server.log",
+    )
     app.start()
     yield app
     app.stop()
@@ -67,8 +75,9 @@ def test_non_integer_thick_upload_is_served_on_the_library_grid(server, tiny_dir
     sr_path, info = client.predict(handle_file(str(lr)), 4, 0.9, False, api_name="/super_resolve")
     assert abs(info["factor"] - 3.3) < 1e-3 and not info["simulated_from_hr"] and not info["adapted"], info
     tiny = TransMRSR.from_pretrained(tiny_dir)
-    expected = super_resolve_acquisition_file(lr, tmp_path / "local.nii.gz", lambda m: tiny, served=(3,), phi=0.9,
-                                              fusion=DEFAULT_FUSION, show_progress=False)
+    expected = super_resolve_acquisition_file(
+        lr, tmp_path / "local.nii.gz", lambda m: tiny, served=(3,), phi=0.9, fusion=DEFAULT_FUSION, show_progress=False
+    )
     want = nib.load(tmp_path / "local.nii.gz")
     got = nib.load(sr_path)
     assert got.shape == want.shape == expected.sr.shape

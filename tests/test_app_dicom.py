@@ -19,12 +19,12 @@ import pytest
 pydicom = pytest.importorskip("pydicom")
 pytest.importorskip("gradio_client")
 
-from apphelpers import App, app_env  # noqa: E402
-
 from transmrsr import TransMRSR  # noqa: E402
 from transmrsr.data.dicom import dcm2niix_command  # noqa: E402
 from transmrsr.inference import DEFAULT_FUSION, super_resolve_acquisition_file  # noqa: E402
 from transmrsr.studio import plan_volume  # noqa: E402
+
+from apphelpers import App, app_env  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "dicom"
 PHILIPS = DATA / "philips_epi_9slices.zip"

@@ -11,12 +11,13 @@ import urllib.request
 import numpy as np
 import pytest
 
-from apphelpers import App, app_env, viewer_panel
 from transmrsr import TransMRSR
 from transmrsr.inference import simulate_file
 from transmrsr.mpr import Orientation
 from transmrsr.studio import run_case
 from transmrsr.viewer import to_rgb, window
+
+from apphelpers import App, app_env, viewer_panel
 
 VIEWPORT = {"width": 1280, "height": 800}
 
@@ -24,8 +25,10 @@ VIEWPORT = {"width": 1280, "height": 800}
 @pytest.fixture(scope="module")
 def server(tiny_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
-    app = App(app_env(work, TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_ANNOTATIONS=str(work / "annotations")),
-              log=work / "server.log")
+    app = App(
+        app_env(work, TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_ANNOTATIONS=str(work / "annotations")),
+        log=work / "server.log",
+    )
     app.start()
     yield app
     app.stop()

@@ -13,7 +13,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from apphelpers import REPO, App, app_env, viewer_panel
 from transmrsr.serving import (
     BUNDLED,
     FactorNotServed,
@@ -23,6 +22,8 @@ from transmrsr.serving import (
     SessionRegistry,
     public_message,
 )
+
+from apphelpers import REPO, App, app_env, viewer_panel
 
 
 def _wait(cond, timeout: float = 30.0, step: float = 0.5) -> bool:
@@ -37,9 +38,15 @@ def _wait(cond, timeout: float = 30.0, step: float = 0.5) -> bool:
 @pytest.fixture(scope="module")
 def server(tiny_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
-    app = App(app_env(work, TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_ANNOTATIONS=str(work / "annotations"),
-                      GRADIO_TEMP_DIR=str(work / "gradio-cache")),
-              log=work / "server.log")
+    app = App(
+        app_env(
+            work,
+            TRANSMRSR_MODEL=str(tiny_dir),
+            TRANSMRSR_ANNOTATIONS=str(work / "annotations"),
+            GRADIO_TEMP_DIR=str(work / "gradio-cache"),
+        ),
+        log=work / "server.log",
+    )
     app.work = work
     app.start()
     yield app
@@ -118,8 +125,13 @@ def test_uploads_and_leftovers_are_deleted_by_age(tiny_dir, t1_crop, tmp_path, o
     (stale / "old_sr_x4.nii.gz").write_bytes(b"x")
     old = time.time() - 86400
     os.utime(stale, (old, old))
-    env = app_env(work, TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_SESSION_TTL="3", GRADIO_TEMP_DIR=str(cache),
-                  TRANSMRSR_ANNOTATIONS=str(tmp_path / "annotations"))
+    env = app_env(
+        work,
+        TRANSMRSR_MODEL=str(tiny_dir),
+        TRANSMRSR_SESSION_TTL="3",
+        GRADIO_TEMP_DIR=str(cache),
+        TRANSMRSR_ANNOTATIONS=str(tmp_path / "annotations"),
+    )
     app = App(env, log=tmp_path / "server.log")
     app.start()
     try:
@@ -138,8 +150,13 @@ def test_public_server_loads_no_server_path(tiny_dir, browser, t1_crop, tmp_path
 
     other = Path(shutil.copytree(tiny_dir, tmp_path / "secret-weights"))
     (other / "README.md").write_text("# SECRET CARD\n")
-    env = app_env(tmp_path / "work", TRANSMRSR_PUBLIC="1", TRANSMRSR_MODEL=str(tiny_dir),
-                  TRANSMRSR_ALLOWED_MODELS="someone/allowed-model", TRANSMRSR_ANNOTATIONS=str(tmp_path / "ann"))
+    env = app_env(
+        tmp_path / "work",
+        TRANSMRSR_PUBLIC="1",
+        TRANSMRSR_MODEL=str(tiny_dir),
+        TRANSMRSR_ALLOWED_MODELS="someone/allowed-model",
+        TRANSMRSR_ANNOTATIONS=str(tmp_path / "ann"),
+    )
     app = App(env, log=tmp_path / "server.log")
     app.start()
     try:
@@ -173,16 +190,19 @@ def test_session_end_frees_the_case_in_memory(tiny_dir, browser, t1_crop, tmp_pa
     import gc
     import weakref
 
-    import app as appmod
-    from apphelpers import free_port
     from playwright.sync_api import expect
+
+    import app as appmod
+
+    from apphelpers import free_port
 
     monkeypatch.setattr(appmod, "MODELS", ModelRegistry(ModelPolicy(REPO / "checkpoints", default=str(tiny_dir))))
     monkeypatch.setattr(appmod, "SESSIONS", SessionRegistry(tmp_path / "sessions"))
     demo = appmod.build_app()
     port = free_port()
-    demo.queue().launch(server_port=port, prevent_thread_lock=True, quiet=True,
-                        allowed_paths=[str(appmod.SESSIONS.root)])
+    demo.queue().launch(
+        server_port=port, prevent_thread_lock=True, quiet=True, allowed_paths=[str(appmod.SESSIONS.root)]
+    )
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(f"http://127.0.0.1:{port}/")
@@ -250,7 +270,8 @@ def test_about_reads_only_cards_of_loaded_models(tiny_dir, tmp_path, monkeypatch
 
 def test_messages_and_sessions(tmp_path):
     assert public_message("/tmp/gradio/ab12/scan.nii.gz: not a readable NIfTI file") == (
-        "scan.nii.gz: not a readable NIfTI file")
+        "scan.nii.gz: not a readable NIfTI file"
+    )
     assert public_message("slice 10/40 of owner/name, C:\\data\\x.nii") == "slice 10/40 of owner/name, x.nii"
     reg = SessionRegistry(tmp_path / "s", ttl_s=60)
     fa, fb = reg.folder("a"), reg.folder("b")

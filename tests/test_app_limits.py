@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import nibabel as nib
-import numpy as np
 import pytest
 
 from apphelpers import App, app_env, gzip_bomb
@@ -59,8 +58,10 @@ def peak_during(pid: int, request) -> tuple[float, float, object]:
 @pytest.fixture(scope="module")
 def server(tiny_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
-    app = App(app_env(work, TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_ANNOTATIONS=str(work / "annotations")),
-              log=work / "server.log")
+    app = App(
+        app_env(work, TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_ANNOTATIONS=str(work / "annotations")),
+        log=work / "server.log",
+    )
     url = app.start()
     yield app, url
     app.stop()
@@ -84,7 +85,8 @@ def test_gzip_bomb_is_refused_unexpanded_in_one_line_without_server_paths(warm, 
     app, client = warm
     bomb = gzip_bomb(tmp_path / "bomb.nii.gz")
     before, peak, result = peak_during(
-        app.proc.pid, lambda: client.predict(handle_file(str(bomb)), 4, 0.5, api_name="/super_resolve"))
+        app.proc.pid, lambda: client.predict(handle_file(str(bomb)), 4, 0.5, api_name="/super_resolve")
+    )
     assert peak - before < BOMB_REQUEST_MIB, f"the server grew {peak - before:.0f} MiB refusing the bomb"
     assert isinstance(result, AppError), f"the bomb was not refused: {result!r}\n{app.log()}"
     message = str(result)
@@ -99,7 +101,8 @@ def test_peak_memory_of_a_normal_request_is_bounded(warm, t1_crop):
 
     app, client = warm
     before, peak, result = peak_during(
-        app.proc.pid, lambda: client.predict(handle_file(str(t1_crop)), 4, 0.5, api_name="/super_resolve"))
+        app.proc.pid, lambda: client.predict(handle_file(str(t1_crop)), 4, 0.5, api_name="/super_resolve")
+    )
     assert not isinstance(result, Exception), f"{result!r}\n{app.log()}"
     sr_path, info = result
     assert nib.load(sr_path).shape == nib.load(str(t1_crop)).shape and info["scale"] == 4

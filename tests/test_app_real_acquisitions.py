@@ -18,9 +18,9 @@ import pytest
 
 pytest.importorskip("gradio_client")
 
-from apphelpers import App, app_env  # noqa: E402
-
 from transmrsr.data.dicom import dcm2niix_command  # noqa: E402
+
+from apphelpers import App, app_env  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 PDFSE = DATA / "thick" / "pdfse.nii.gz"

@@ -9,10 +9,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from apphelpers import REPO, App, app_env, free_port
 from transmrsr import TransMRSR
 from transmrsr.inference import simulate_file
 from transmrsr.studio import plan_volume, run_case
+
+from apphelpers import REPO, App, app_env, free_port
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,6 @@ def test_thick_upload_runs_the_network_of_its_header_factor(shipped, t1_crop, tm
 def test_unsupported_factor_is_refused_in_under_a_second(shipped, t1_crop, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
-
     from test_app_any_factor import thick_file
 
     # any factor from 1.5 to 10 is served (issue 17, tests/test_app_any_factor.py); ×12 is still not
@@ -88,8 +88,9 @@ def inprocess_app(tiny_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(appmod, "viewer_payload", broken_viewer)
     demo = appmod.build_app()
     port = free_port()
-    demo.queue().launch(server_port=port, prevent_thread_lock=True, quiet=True,
-                        allowed_paths=[str(appmod.SESSIONS.root)])
+    demo.queue().launch(
+        server_port=port, prevent_thread_lock=True, quiet=True, allowed_paths=[str(appmod.SESSIONS.root)]
+    )
     yield appmod, f"http://127.0.0.1:{port}/"
     demo.close()
 
@@ -122,10 +123,18 @@ def test_x3_thick_upload_is_served_by_the_bundled_weights(shipped, t1_crop, tmp_
     sr_path, info = client.predict(handle_file(str(lr3)), 8, 0.9, api_name="/super_resolve")
     assert info["factor"] == 3 and info["model"] == "transmrsr-small-t1-x4", info
     models = {f: TransMRSR.from_pretrained(REPO / "checkpoints" / f"transmrsr-small-t1-x{f}") for f in (4, 8)}
-    expected = super_resolve_acquisition_file(lr3, tmp_path / "local.nii.gz", models.__getitem__, served=(4, 8),
-                                              phi=0.9, fusion=DEFAULT_FUSION, show_progress=False)
+    expected = super_resolve_acquisition_file(
+        lr3,
+        tmp_path / "local.nii.gz",
+        models.__getitem__,
+        served=(4, 8),
+        phi=0.9,
+        fusion=DEFAULT_FUSION,
+        show_progress=False,
+    )
     got, want = nib.load(sr_path), nib.load(tmp_path / "local.nii.gz")
     assert got.shape == want.shape
     np.testing.assert_allclose(got.affine, want.affine, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(got.dataobj, dtype=np.float32), expected.sr, rtol=1e-4,
-                               atol=1e-3 * float(np.abs(expected.sr).max()))
+    np.testing.assert_allclose(
+        np.asarray(got.dataobj, dtype=np.float32), expected.sr, rtol=1e-4, atol=1e-3 * float(np.abs(expected.sr).max())
+    )

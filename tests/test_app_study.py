@@ -14,8 +14,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from apphelpers import App, app_env, viewer_panel
 from transmrsr.annotations import COLUMNS, AnnotationStore, Reading
+
+from apphelpers import App, app_env, viewer_panel
 
 STUDY, OPERATOR = "reader-code-7", "operator-code-9"
 OLD_SCHEMA = """
@@ -33,12 +34,28 @@ def test_an_old_database_is_migrated_in_place(tmp_path):
     db = tmp_path / "annotations.sqlite"
     with sqlite3.connect(db) as con:
         con.executescript(OLD_SCHEMA)
-        con.execute("INSERT INTO annotations (created, reader, case_name, plane, slice, method, rating) "
-                    "VALUES ('2026-01-01', 'dr old', 'c1', 'axial', 3, 'cubic', 2)")
+        con.execute(
+            "INSERT INTO annotations (created, reader, case_name, plane, slice, method, rating) "
+            "VALUES ('2026-01-01', 'dr old', 'c1', 'axial', 3, 'cubic', 2)"
+        )
     store = AnnotationStore(db)
     AnnotationStore(db)  # opening twice changes nothing
-    new = store.add(Reading("dr new", "c1", "axial", 4, "TransMRSR φ=0.90", 5, phi=0.9, case_id="ab" * 8,
-                            input_sha256="ab" * 32, model="m", model_version="0123456789ab", scale=8))
+    new = store.add(
+        Reading(
+            "dr new",
+            "c1",
+            "axial",
+            4,
+            "TransMRSR φ=0.90",
+            5,
+            phi=0.9,
+            case_id="ab" * 8,
+            input_sha256="ab" * 32,
+            model="m",
+            model_version="0123456789ab",
+            scale=8,
+        )
+    )
     rows = store.rows()
     assert list(rows[0]) == COLUMNS and len(rows) == 2 and new == 2
     assert rows[0]["reader"] == "dr old" and rows[0]["model"] == "" and rows[0]["scale"] is None
@@ -58,8 +75,13 @@ def test_csv_cells_are_not_formulas_and_fields_are_bounded(tmp_path):
         with pytest.raises(ValueError, match="too long"):
             store.add(Reading(reader, "c", "coronal", 1, "cubic", 3, **kwargs))
     with pytest.raises(ValueError, match="label file name"):
-        store.add(Reading("r", "c", "coronal", 1, "cubic", 3, case_id="../../etc"), np.ones((4, 4), bool),
-                  (4, 2, 4), np.eye(4), tmp_path / "labels")
+        store.add(
+            Reading("r", "c", "coronal", 1, "cubic", 3, case_id="../../etc"),
+            np.ones((4, 4), bool),
+            (4, 2, 4),
+            np.eye(4),
+            tmp_path / "labels",
+        )
 
 
 SHAPE = (48, 64, 48)  # large enough that read-paint-write takes a while
@@ -72,8 +94,11 @@ def _paint(db, labels, slices, start, out) -> None:
     for k in slices:
         region = np.zeros((SHAPE[2], SHAPE[0]), bool)
         region[2:5, 3:6] = True
-        out.put(store.add(Reading("r", "case", "coronal", k, "cubic", 3, case_id="c0ffee" * 2), region,
-                          SHAPE, np.eye(4), labels))
+        out.put(
+            store.add(
+                Reading("r", "case", "coronal", k, "cubic", 3, case_id="c0ffee" * 2), region, SHAPE, np.eye(4), labels
+            )
+        )
 
 
 def test_two_processes_painting_one_case_lose_nothing(tmp_path):
@@ -99,8 +124,14 @@ def test_two_processes_painting_one_case_lose_nothing(tmp_path):
 def public_app(tiny_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
     annotations = work / "annotations"
-    env = app_env(work, TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_PUBLIC="1", TRANSMRSR_STUDY_CODE=STUDY,
-                  TRANSMRSR_OPERATOR_CODE=OPERATOR, TRANSMRSR_ANNOTATIONS=str(annotations))
+    env = app_env(
+        work,
+        TRANSMRSR_MODEL=str(tiny_dir),
+        TRANSMRSR_PUBLIC="1",
+        TRANSMRSR_STUDY_CODE=STUDY,
+        TRANSMRSR_OPERATOR_CODE=OPERATOR,
+        TRANSMRSR_ANNOTATIONS=str(annotations),
+    )
     app = App(env, log=work / "server.log")
     app.annotations = annotations
     app.start()
@@ -163,7 +194,12 @@ def test_public_reader_study_is_blind_coded_and_recorded(public_app, browser, t1
     row = next(csv.DictReader(text.splitlines()))
     sha = hashlib.sha256(t1_crop.read_bytes()).hexdigest()
     assert (row["reader"], row["plane"], row["slice"], row["scale"], row["model"]) == (
-        "Dr. Blind", "coronal", "28", "4", "tiny")
+        "Dr. Blind",
+        "coronal",
+        "28",
+        "4",
+        "tiny",
+    )
     assert row["input_sha256"] == sha and row["case_id"] == sha[:16] and len(row["model_version"]) == 12
     assert row["method"] == "cubic" or row["phi"] == "0.9"
     with sqlite3.connect(public_app.annotations / "annotations.sqlite") as con:

@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 import torch
 
-
 from apphelpers import App, app_env
 from test_jobs import write_subjects
 
 REPO = Path(__file__).resolve().parents[1]
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     return write_subjects(tmp_path_factory.mktemp("data"))
@@ -51,9 +52,6 @@ def server(tiny_dir, runs, tmp_path_factory):
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-
-
-
 
 
 def test_train_tab_start_status_log_stop(server, browser, data_dir, runs, tiny_dir):
@@ -86,7 +84,11 @@ def test_train_tab_start_status_log_stop(server, browser, data_dir, runs, tiny_d
     expect(log_every).to_have_value("2")
     page.locator("#train-start").click()
 
-    status, progress, log = page.locator("#train-status"), page.locator("#train-progress"), page.locator("#train-log textarea")
+    status, progress, log = (
+        page.locator("#train-status"),
+        page.locator("#train-progress"),
+        page.locator("#train-log textarea"),
+    )
     expect(status).to_contain_text("running", timeout=30_000)
     expect(status).to_contain_text(str(out))
     expect(log).to_have_value(re.compile(r"\$ transmrsr train-gan .*--preset tiny .*--log-every 2"), timeout=30_000)
@@ -153,7 +155,15 @@ def test_train_tab_absent_without_the_flag(tmp_path, monkeypatch):
         tabs = [b for b in demo.blocks.values() if isinstance(b, gr.Tab) and b.label == "Train"]
         assert len(tabs) == 1 and tabs[0].visible is False
         monkeypatch.setattr(app, "TRAINING_ENABLED", True)
-        assert {"train-start", "train-stop", "train-resume", "train-status", "train-log", "train-curves", "train-load",
-                "train-push"} <= train_controls(app.build_app())
+        assert {
+            "train-start",
+            "train-stop",
+            "train-resume",
+            "train-status",
+            "train-log",
+            "train-curves",
+            "train-load",
+            "train-push",
+        } <= train_controls(app.build_app())
     finally:
         sys.modules.pop("app", None)

@@ -16,6 +16,7 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
+
 from apphelpers import REPO, App, app_env
 
 VIEWPORT = {"width": 1280, "height": 800}

@@ -24,11 +24,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from apphelpers import gzip_bomb
 
 import transmrsr.data.io as tio
 from transmrsr import TransMRSR, TransMRSRConfig
 from transmrsr.cli import main
+
+from apphelpers import gzip_bomb
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.io import save_volume
+from .mpr import Orientation
 from .viewer import PLANES
 
 SCHEMA = """
@@ -50,12 +51,38 @@ ADDED_COLUMNS = [
     ("model", "TEXT NOT NULL DEFAULT ''"),
     ("model_version", "TEXT NOT NULL DEFAULT ''"),
     ("scale", "INTEGER"),
+    # the trust layer (issue #18): mean uncertainty of the SR inside the painted region and in the rest of
+    # the head on the same slice, input intensity units; NULL without a region or an uncertainty map
+    ("uncertainty_in_region", "REAL"),
+    ("uncertainty_outside_region", "REAL"),
 ]
-COLUMNS = ["id", "created", "reader", "case_name", "plane", "slice", "method", "phi", "rating", "hallucination",
-           "artifact", "note", "region_voxels", *[name for name, _ in ADDED_COLUMNS]]
+COLUMNS = [
+    "id",
+    "created",
+    "reader",
+    "case_name",
+    "plane",
+    "slice",
+    "method",
+    "phi",
+    "rating",
+    "hallucination",
+    "artifact",
+    "note",
+    "region_voxels",
+    *[name for name, _ in ADDED_COLUMNS],
+]
 #: Longest accepted text of each free field (characters).
-MAX_LENGTHS = {"reader": 80, "case_name": 200, "method": 120, "note": 2000, "case_id": 64, "input_sha256": 64,
-               "model": 200, "model_version": 64}
+MAX_LENGTHS = {
+    "reader": 80,
+    "case_name": 200,
+    "method": 120,
+    "note": 2000,
+    "case_id": 64,
+    "input_sha256": 64,
+    "model": 200,
+    "model_version": 64,
+}
 #: First characters that make a spreadsheet read a CSV cell as a formula.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -80,6 +107,8 @@ class Reading:
     model: str = ""
     model_version: str = ""
     scale: int | None = None
+    uncertainty_in_region: float | None = None  # mean uncertainty in the painted region (input units)
+    uncertainty_outside_region: float | None = None  # ... in the rest of the head on that slice
 
     def label_key(self) -> str:
         """The file-name-safe key of the case's label volume."""
@@ -129,11 +158,18 @@ class AnnotationStore:
         con.row_factory = sqlite3.Row
         return con
 
-    def add(self, reading: Reading, region: np.ndarray | None = None, sr_shape=None, sr_affine=None,
-            label_dir: str | Path | None = None) -> int:
-        """Store a reading; with ``region`` (a 2-D mask of the shown slice, as
-        :func:`transmrsr.viewer.plane_slice` lays it out) also write it into the case's label
-        NIfTI (aligned with the SR volume). Returns the annotation id."""
+    def add(
+        self,
+        reading: Reading,
+        region: np.ndarray | None = None,
+        sr_shape=None,
+        sr_affine=None,
+        label_dir: str | Path | None = None,
+    ) -> int:
+        """Store a reading; with ``region`` (a 2-D mask of the shown slice of the anatomical
+        ``reading.plane``, whose voxel axis the affine gives, as :func:`transmrsr.viewer.plane_slice`
+        lays out that axis) also write it into the case's label NIfTI (aligned with the SR volume).
+        The uncertainty figures of the reading are kept only with a region. Returns the annotation id."""
         reading.check()
         if region is not None:
             reading.label_key()
@@ -141,13 +177,30 @@ class AnnotationStore:
         with closing(self._connect()) as con, con:
             cur = con.execute(
                 "INSERT INTO annotations (created, reader, case_name, plane, slice, method, phi, rating, hallucination,"
-                " artifact, note, region_voxels, case_id, input_sha256, model, model_version, scale)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (datetime.now(timezone.utc).isoformat(timespec="seconds"), reading.reader.strip() or "anonymous",
-                 reading.case_name, reading.plane, int(reading.slice), reading.method, reading.phi, int(reading.rating),
-                 int(bool(reading.hallucination)), int(bool(reading.artifact)), reading.note, n_region,
-                 reading.case_id, reading.input_sha256, reading.model, reading.model_version,
-                 None if reading.scale is None else int(reading.scale)),
+                " artifact, note, region_voxels, case_id, input_sha256, model, model_version, scale,"
+                " uncertainty_in_region, uncertainty_outside_region)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    reading.reader.strip() or "anonymous",
+                    reading.case_name,
+                    reading.plane,
+                    int(reading.slice),
+                    reading.method,
+                    reading.phi,
+                    int(reading.rating),
+                    int(bool(reading.hallucination)),
+                    int(bool(reading.artifact)),
+                    reading.note,
+                    n_region,
+                    reading.case_id,
+                    reading.input_sha256,
+                    reading.model,
+                    reading.model_version,
+                    None if reading.scale is None else int(reading.scale),
+                    _finite_or_none(reading.uncertainty_in_region) if n_region else None,
+                    _finite_or_none(reading.uncertainty_outside_region) if n_region else None,
+                ),
             )
             ann_id = int(cur.lastrowid)
         if n_region:
@@ -174,10 +227,13 @@ class AnnotationStore:
     def _paint(path: Path, ann_id: int, reading: Reading, region: np.ndarray, sr_shape, sr_affine) -> Path:
         import nibabel as nib
 
-        labels = np.asarray(nib.load(str(path)).dataobj, dtype=np.int32) if path.exists() else np.zeros(sr_shape, np.int32)
+        labels = (
+            np.asarray(nib.load(str(path)).dataobj, dtype=np.int32) if path.exists() else np.zeros(sr_shape, np.int32)
+        )
         if labels.shape != tuple(sr_shape):
             raise ValueError(f"{path}: label volume shape {labels.shape} differs from the SR's {tuple(sr_shape)}")
-        axis = PLANES[reading.plane]
+        # the anatomical plane's voxel axis from the affine (any voxel order; PLANES' for RAS-like files)
+        axis = Orientation(np.asarray(sr_affine), tuple(sr_shape)).planes[reading.plane].axis
         view = np.moveaxis(labels, axis, 0)[int(reading.slice)]  # (A, B) in voxel order
         mask = np.flipud(np.asarray(region, dtype=bool)).T  # undo plane_slice's display transform
         if mask.shape != view.shape:
@@ -211,9 +267,40 @@ class AnnotationStore:
         with closing(self._connect()) as con:
             cur = con.execute(
                 "SELECT method, COUNT(*) AS n, AVG(rating) AS mean_rating, AVG(hallucination) AS hallucination_rate,"
-                f" AVG(artifact) AS artifact_rate FROM annotations {where} GROUP BY method ORDER BY method", args
+                f" AVG(artifact) AS artifact_rate FROM annotations {where} GROUP BY method ORDER BY method",
+                args,
             )
             return [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in dict(r).items()} for r in cur]
+
+    def uncertainty_summary(self) -> list[dict]:
+        """The readers' hallucination flags against the uncertainty map, per case and method: of the
+        readings flagged as hallucination with a painted region and an uncertainty figure, how many
+        (``flags``), their painted voxels, the mean uncertainty inside the regions (weighted by their
+        voxels) and in the rest of the head on the same slices, and the ratio inside / outside (above
+        1: the map is higher where readers saw a hallucination). Input intensity units."""
+        with closing(self._connect()) as con:
+            cur = con.execute(
+                "SELECT case_id, case_name, method, COUNT(*) AS flags, SUM(region_voxels) AS voxels,"
+                " SUM(uncertainty_in_region * region_voxels) * 1.0 / SUM(region_voxels) AS uncertainty_inside,"
+                " AVG(uncertainty_outside_region) AS uncertainty_outside FROM annotations"
+                " WHERE hallucination = 1 AND region_voxels > 0 AND uncertainty_in_region IS NOT NULL"
+                " GROUP BY case_id, case_name, method ORDER BY case_name, case_id, method"
+            )
+            out = []
+            for r in cur:
+                row = dict(r)
+                inside, outside = row["uncertainty_inside"], row["uncertainty_outside"]
+                row["ratio"] = inside / outside if inside is not None and outside else None
+                out.append({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
+            return out
+
+
+def _finite_or_none(value) -> float | None:
+    """A float for the database, or None (NULL) for None / NaN / infinity."""
+    if value is None:
+        return None
+    v = float(value)
+    return v if np.isfinite(v) else None
 
 
 def csv_safe(value):

@@ -143,6 +143,19 @@ class Orientation:
             img = img[:, ::-1]
         return np.ascontiguousarray(img)
 
+    def undisplay(self, screen: np.ndarray, plane: str) -> np.ndarray:
+        """Inverse of :meth:`display`: ``(rows, cols)`` as the screen shows it (radiological) -> the
+        slice in voxel order (the remaining axes of ``np.take(volume, i, axis)``), e.g. a mask
+        painted on a picture back onto the voxels it covers."""
+        p = self.planes[plane]
+        rest = [a for a in range(3) if a != p.axis]
+        img = np.asarray(screen)
+        if p.xflip:
+            img = img[:, ::-1]
+        if p.yflip:
+            img = img[::-1]
+        return np.ascontiguousarray(img if rest.index(p.yaxis) == 0 else img.T)
+
     def screen_to_voxel(self, plane: str, index: int, row: int, col: int) -> tuple[int, int, int]:
         """The voxel ``(i, j, k)`` shown at ``(row, col)`` of slice ``index`` of ``plane`` (radiological)."""
         p = self.planes[plane]
@@ -484,4 +497,26 @@ def case_scene(case, model=None, phi: float | None = None, windows: dict | None 
         scene.add_overlay(
             "error-overlay", err, cmap="inferno", vmin=0.0, vmax=0.25 * (hi - lo), opacity=0.6, label="|SR − HR|"
         )
+    add_trust_overlays(scene, getattr(case, "trust", None))
     return scene
+
+
+#: The trust maps' overlays (key, label, colour map): distinct from the error map's inferno.
+TRUST_OVERLAYS = (
+    ("consistency", "consistency |degrade(SR) − LR|", "plasma"),
+    ("uncertainty", "uncertainty (spread of runs)", "viridis"),
+)
+
+
+def add_trust_overlays(scene: Scene, trust) -> None:
+    """The trust maps of a case (:class:`transmrsr.studio.CaseTrust`, or None: nothing) as
+    overlays on the SR: the data consistency and the uncertainty, each from 0 to its 99.5th
+    percentile in the head (computed once per run), in the input's intensity units."""
+    if trust is None:
+        return
+    for key, label, cmap in TRUST_OVERLAYS:
+        vol = getattr(trust, key)
+        if vol is None:
+            continue
+        top = float(getattr(trust, f"{key}_vmax"))
+        scene.add_overlay(key, vol, cmap=cmap, vmin=0.0, vmax=top, unit="(input units)", opacity=0.6, label=label)

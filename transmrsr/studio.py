@@ -37,6 +37,96 @@ NO_LIVE_PHI = (
 )
 
 
+#: Below this maximum a trust map is kept in memory as float16 (half a float32 volume; three
+#: significant digits are plenty for a colour overlay and a mean). The downloads are float32.
+_FLOAT16_MAX = 6.0e4
+
+
+def _compact(vol: np.ndarray) -> np.ndarray:
+    """``vol`` as float16 when its values fit (see :data:`_FLOAT16_MAX`), else float32."""
+    a = np.asarray(vol, dtype=np.float32)
+    finite = a[np.isfinite(a)]
+    fits = not finite.size or float(np.abs(finite).max()) < _FLOAT16_MAX
+    return a.astype(np.float16) if fits else a
+
+
+def head_level(vol: np.ndarray, fraction: float = 0.1) -> float:
+    """The intensity above which a voxel of ``vol`` counts as head: ``fraction`` of the volume's
+    robust range (its minimum to its 99.5th percentile; the rule of the consistency summary, no
+    morphology: cheap on a 1 mm head). Input units."""
+    scaler = IntensityScaler.fit(np.asarray(vol, dtype=np.float32))
+    return float(scaler.low + fraction * (scaler.high - scaler.low))
+
+
+def head_mask(vol: np.ndarray, fraction: float = 0.1) -> np.ndarray:
+    """Where the head is (:func:`head_level`), bool of ``vol``'s shape. Used for the uncertainty's
+    one-line summary and the reader study's inside / outside means."""
+    return np.asarray(vol) > head_level(vol, fraction)
+
+
+@dataclass
+class CaseTrust:
+    """The trust layer of a case (:mod:`transmrsr.trust`, issue #18), on the SR grid.
+
+    Attributes:
+        consistency: ``|degrade(SR) - LR|`` spread onto the SR grid ``(X', Y', Z')``, input
+            intensity units; float16 (float32 when the values do not fit), see :func:`_compact`.
+        uncertainty: per-voxel spread of runs that should agree, same grid, units and dtype rule;
+            None when it could not be computed.
+        summary / cubic: the consistency summaries (:class:`transmrsr.trust.ConsistencySummary`)
+            of the SR and of cubic interpolation (for scale).
+        method: the uncertainty's runs (``"planes"``: the fused run's two planes, free;
+            ``"flips"``: one extra run on the mirrored scan, without fusion).
+        extra_runs: SR runs made for the uncertainty beyond the SR itself.
+        seconds: wall time (s) of the consistency and the uncertainty (``transmrsr.trust.TrustMaps.seconds``).
+        consistency_path / uncertainty_path: the float32 NIfTI downloads (SR grid, the SR's affine).
+        consistency_vmax / uncertainty_vmax: the overlays' colour scale tops (99.5th percentile in
+            the head, input units), computed once so that every redraw reuses them.
+        uncertainty_mean / uncertainty_p95: the uncertainty's mean and 95th percentile in the head
+            (:func:`head_mask` of the SR), input units.
+        head_level: the SR intensity above which a voxel is head (:func:`head_level`), input units.
+    """
+
+    consistency: np.ndarray
+    uncertainty: np.ndarray | None
+    summary: object
+    cubic: object
+    method: str | None
+    extra_runs: int
+    seconds: dict[str, float]
+    consistency_path: Path
+    uncertainty_path: Path | None
+    consistency_vmax: float
+    uncertainty_vmax: float
+    uncertainty_mean: float = float("nan")
+    uncertainty_p95: float = float("nan")
+    head_level: float = 0.0
+
+    def consistency_line(self) -> str:
+        """One line: the consistency summary number and what "small" means for it."""
+        s, c = self.summary, self.cubic
+        return (
+            f"**Data consistency** |degrade(SR) − LR|: {100 * s.relative:.2f} % of the intensity range "
+            f"(cubic interpolation: {100 * c.relative:.2f} %; the 1 mm truth scores 0, the bundled weights about "
+            "half of cubic). Small: the SR reproduces the slices that were measured; on the map, bright slabs "
+            "are where it contradicts them."
+        )
+
+    def uncertainty_line(self) -> str:
+        """One line: the uncertainty's mean and 95th percentile in the head, and its runs."""
+        if self.uncertainty is None:
+            return "**Uncertainty**: not computed for this run."
+        runs = {
+            "planes": "the fused run's two planes, no extra run",
+            "flips": "the SR and one extra run on the mirrored scan",
+        }.get(self.method or "", f"{self.method}, {self.extra_runs} extra run(s)")
+        return (
+            f"**Uncertainty** (spread of runs that should agree: {runs}): mean {self.uncertainty_mean:.4g}, "
+            f"95th percentile {self.uncertainty_p95:.4g} in the head (input intensity units; compare places "
+            "within this scan, not numbers across scans)."
+        )
+
+
 @dataclass
 class Case:
     """A super-resolved volume with its inputs, on the thin grid (input intensity units)."""
@@ -64,6 +154,7 @@ class Case:
     acq_factor: float | None = None  # served through the any-factor path: the thick-axis factor (may be non-integer)
     adapted: bool = False  # the SR comes from a copy of the model adapted to this scan
     series: str = ""  # a DICOM upload: the series converted (SeriesInfo.describe(): vendor, voxels, thickness / gap)
+    trust: CaseTrust | None = None  # the trust maps of the run (None: the run was made without them)
 
     @property
     def live_phi(self) -> bool:
@@ -402,6 +493,82 @@ def input_warnings(
     return out
 
 
+def trust_method(fused: bool) -> str:
+    """The app's uncertainty runs: the fused run's two planes (free) when the SR is fused, else
+    the SR beside one extra run on the mirrored scan (``transmrsr.trust.UNCERTAINTY_METHODS``)."""
+    return "planes" if fused else "flips"
+
+
+def _top(vol: np.ndarray, mask: np.ndarray, q: float = 99.5) -> float:
+    """The ``q``-th percentile of ``vol`` inside ``mask`` (all voxels when the mask is empty), on a
+    strided sample of at most a million voxels; never below a tiny positive number."""
+    v = np.asarray(vol)[mask] if mask.any() else np.asarray(vol).ravel()
+    v = v[:: max(1, v.size // 1_000_000)].astype(np.float32)
+    v = v[np.isfinite(v)]
+    return max(float(np.percentile(v, q)) if v.size else 0.0, 1e-6)
+
+
+def keep_trust(maps, sr: np.ndarray, sr_affine: np.ndarray, sr_path: Path, header) -> CaseTrust:
+    """A :class:`CaseTrust` from ``maps`` (:class:`transmrsr.trust.TrustMaps` of the run whose SR
+    is ``sr``, written at ``sr_path`` with ``sr_affine``): writes both maps beside the SR as
+    float32 NIfTI on the SR grid with the SR's affine (``<sr>_consistency.nii.gz``,
+    ``<sr>_uncertainty.nii.gz``; ``header``, the input's, for its metadata, with a description of
+    the map), keeps compact copies for the overlays and computes the one-line summaries."""
+    stem = sr_path.name[: -len(".nii.gz")] if sr_path.name.endswith(".nii.gz") else sr_path.stem
+
+    def described(text: str):
+        h = header.copy() if header is not None else None
+        if h is not None:  # a map is not a scan: no simulation tag, no display range of the input
+            h["descrip"] = text[:79].encode()
+            h["cal_min"], h["cal_max"] = 0.0, 0.0
+        return h
+
+    rel = maps.consistency.relative
+    cons_path = save_volume(
+        sr_path.with_name(f"{stem}_consistency.nii.gz"),
+        maps.consistency_sr,
+        sr_affine,
+        header=described(f"transmrsr consistency |degrade(SR)-LR| rel={rel:.4f}"),
+    )
+    level = head_level(sr)
+    head = np.asarray(sr) > level
+    unc_path, mean, p95, unc_top = None, float("nan"), float("nan"), 1e-6
+    if maps.uncertainty is not None:
+        unc_path = save_volume(
+            sr_path.with_name(f"{stem}_uncertainty.nii.gz"),
+            maps.uncertainty,
+            sr_affine,
+            header=described(f"transmrsr uncertainty {maps.method}"),
+        )
+        inside = maps.uncertainty[head] if head.any() else maps.uncertainty.ravel()
+        mean, p95 = float(inside.mean()), float(np.percentile(inside, 95))
+        unc_top = _top(maps.uncertainty, head)
+    return CaseTrust(
+        consistency=_compact(maps.consistency_sr),
+        uncertainty=_compact(maps.uncertainty) if maps.uncertainty is not None else None,
+        summary=maps.consistency,
+        cubic=maps.consistency_cubic,
+        method=maps.method,
+        extra_runs=int(maps.extra_runs),
+        seconds=dict(maps.seconds),
+        consistency_path=cons_path,
+        uncertainty_path=unc_path,
+        consistency_vmax=_top(maps.consistency_sr, head),
+        uncertainty_vmax=unc_top,
+        uncertainty_mean=mean,
+        uncertainty_p95=p95,
+        head_level=level,
+    )
+
+
+def range_warnings(data: np.ndarray, affine: np.ndarray, axis: int, contrast: bool) -> list[str]:
+    """:func:`transmrsr.trust.input_range_warnings` of the upload (geometry always; the contrast
+    test only for the bundled T1 weights, ``contrast``), as the app shows them."""
+    from .trust import input_range_warnings
+
+    return input_range_warnings(data, affine, axis, contrast=contrast)
+
+
 def run_case(
     path: str | Path,
     model: TransMRSR,
@@ -415,6 +582,7 @@ def run_case(
     model_version: str = "",
     served: tuple[int, ...] | None = (4, 8),
     adapt=None,
+    trust: bool = False,
 ) -> Case:
     """Load an upload, super-resolve it and write the SR NIfTI into ``out_dir``.
 
@@ -434,6 +602,14 @@ def run_case(
     converted NIfTI and its sidecar, so a gap reaches the any-factor path; the case is named after
     the upload, ``input_sha256`` is the upload's, ``case.series`` describes the series, and errors
     name the upload and the series, never a server folder.
+
+    ``trust``: also compute the trust maps in the same run (:mod:`transmrsr.trust`, issue #18):
+    the data consistency and the uncertainty (:func:`trust_method`: free with fusion, one extra
+    run without), both written beside the SR (float32 NIfTI, SR grid and affine) and kept on
+    ``case.trust`` (:class:`CaseTrust`). The out-of-range warnings of
+    :func:`transmrsr.trust.input_range_warnings` are added to ``case.warnings`` either way (a
+    second or two on a 1 mm head; the contrast test only when ``served`` is known, i.e. the
+    bundled T1 weights).
     """
     if is_dicom_upload(path):
         stem = Path(path).name
@@ -453,6 +629,7 @@ def run_case(
                 model_version,
                 served,
                 adapt,
+                trust,
                 name=stem or "dicom",
                 source=path,
                 shown=Path(path).name,
@@ -460,7 +637,7 @@ def run_case(
             case.series = dicom.series.describe()
             return case
     return _run_nifti(
-        path, model, out_dir, scale, phi, fusion, progress, plan, model_name, model_version, served, adapt
+        path, model, out_dir, scale, phi, fusion, progress, plan, model_name, model_version, served, adapt, trust
     )
 
 
@@ -477,6 +654,7 @@ def _run_nifti(
     model_version,
     served,
     adapt,
+    trust,
     name: str | None = None,
     source: str | Path | None = None,
     shown: str | None = None,
@@ -507,6 +685,7 @@ def _run_nifti(
             served,
             adapt,
             shown,
+            trust,
         )
     if iso:
         axis, factor, hr = 2, int(scale), vol.data
@@ -518,12 +697,27 @@ def _run_nifti(
     if plan is not None and (plan.axis, plan.factor, plan.simulated) != (axis, factor, iso):
         raise ValueError(f"{name}: its geometry (axis {axis}, ×{factor}) differs from the one checked ({plan})")
     result = super_resolve(
-        model, lr, axis, factor, phi=phi, fusion=fusion, n_thin=n_thin, progress=progress, show_progress=False
+        model,
+        lr,
+        axis,
+        factor,
+        phi=phi,
+        fusion=fusion,
+        n_thin=n_thin,
+        progress=progress,
+        show_progress=False,
+        keep_planes=trust,
     )
     affine = thin_affine(lr_affine, axis, factor)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sr_path = save_volume(out / f"{name}_sr_x{factor}.nii.gz", result.sr, affine, header=vol.header)
+    # the uploaded volume is what the warnings judge (for an isotropic upload: the HR, thick axis 2)
+    warnings = input_warnings(shown, vol.header, factor, served, sidecar=vol.path)
+    warnings += range_warnings(vol.data, vol.affine, axis, contrast=served is not None)
+    maps = None
+    if trust:
+        maps = _direct_trust(model, result, lr, lr_affine, axis, factor, phi, fusion, n_thin)
     case = Case(
         name=name,
         axis=axis,
@@ -542,7 +736,8 @@ def _run_nifti(
         input_sha256=file_sha256(source),
         model_name=model_name,
         model_version=model_version,
-        warnings=input_warnings(shown, vol.header, factor, served, sidecar=vol.path),
+        warnings=warnings,
+        trust=keep_trust(maps, result.sr, affine, sr_path, vol.header) if maps is not None else None,
     )
     case.window = mri_window(case.hr if hr is not None else case.interp)
     if hr is not None:
@@ -558,6 +753,49 @@ def _run_nifti(
                 }
             )
     return case
+
+
+def _direct_trust(model, result, lr, lr_affine, axis, factor, phi, fusion, n_thin):
+    """The :class:`transmrsr.trust.TrustMaps` of a direct-path run (``result``, made with
+    ``keep_planes=True`` from ``lr (X, Y, Z)``, thick along ``axis`` by the integer ``factor``,
+    no gap, in-plane kept). The acquisition model is the direct path's own: a box slice profile
+    as thick as the spacing (the direct path serves no gap), the output slice count of the run."""
+    from .inference import Acquisition, AcquisitionResult
+    from .trust import trust_for_result
+
+    zooms = tuple(float(z) for z in np.linalg.norm(np.asarray(lr_affine)[:3, :3], axis=0))
+    factors = [1.0, 1.0, 1.0]
+    factors[axis] = float(factor)
+    acq = Acquisition(
+        axis=axis,
+        zooms=zooms,
+        factors=tuple(factors),
+        slice_thickness=zooms[axis],
+        n_thin=int(result.sr.shape[axis]),
+    )
+
+    def wrap(r) -> AcquisitionResult:
+        return AcquisitionResult(
+            sr=r.sr, cubic=r.interpolated, acquisition=acq, plan=None, slices_run=r.slices_run, planes=r.planes
+        )
+
+    def rerun(data: np.ndarray, overrides: dict) -> AcquisitionResult:
+        # the same settings as the SR (another φ only where the method asks for it), silently
+        r = super_resolve(
+            model,
+            data,
+            axis,
+            factor,
+            phi=overrides.get("phi", phi),
+            fusion=fusion,
+            n_thin=n_thin,
+            show_progress=False,
+            keep_planes=True,
+        )
+        return wrap(r)
+
+    method = trust_method(len(result.planes) > 1)
+    return trust_for_result(wrap(result), lr, rerun, uncertainty=method)
 
 
 def _run_acquisition(
@@ -577,6 +815,7 @@ def _run_acquisition(
     served,
     adapt,
     shown,
+    trust=False,
 ) -> Case:
     """:func:`run_case` through the library's any-factor path (and adaptation)."""
     from .data.io import VolumeError
@@ -612,17 +851,16 @@ def _run_acquisition(
             raise ValueError(f"{name}: its geometry (axis {acq.axis}, ×{acq.factor:.3g}) differs from the one checked")
     if plan is not None and plan.simulated != iso:
         raise ValueError(f"{name}: its geometry differs from the one checked ({plan})")
-    res = super_resolve_acquisition(
-        lambda m: model,
-        data,
-        acq,
-        served=tuple(models),
-        adapt=adapt,
-        phi=phi,
-        fusion=fusion,
-        progress=progress,
-        show_progress=False,
-    )
+    options = dict(served=tuple(models), adapt=adapt, phi=phi, fusion=fusion, progress=progress, show_progress=False)
+    maps = None
+    if trust:  # the same SR (bit-identical), its maps, and an adapted copy reused by any extra run
+        from .trust import super_resolve_with_trust
+
+        res, maps = super_resolve_with_trust(
+            lambda m: model, data, acq, uncertainty=trust_method(bool(fusion)), **options
+        )
+    else:
+        res = super_resolve_acquisition(lambda m: model, data, acq, **options)
     # an isotropic upload stays on its HR grid (as on the direct path); a thick one goes onto the library's grid
     affine = vol.affine if iso else acq.output_affine(lr_affine)
     r = acq.factor
@@ -649,9 +887,11 @@ def _run_acquisition(
         input_sha256=file_sha256(path),
         model_name=model_name,
         model_version=model_version,
-        warnings=input_warnings(shown, vol.header, res.plan.model_factor, served, sidecar=vol.path),
+        warnings=input_warnings(shown, vol.header, res.plan.model_factor, served, sidecar=vol.path)
+        + range_warnings(vol.data, vol.affine, acq.axis, contrast=served is not None),
         acq_factor=None if iso else float(r),
         adapted=adapt is not None,
+        trust=keep_trust(maps, res.sr, affine, sr_path, vol.header) if maps is not None else None,
     )
     case.window = mri_window(hr if hr is not None else case.interp)
     if hr is not None:
@@ -749,30 +989,60 @@ def method_label(phi: float | None) -> str:
     return "cubic" if phi is None else f"TransMRSR φ={float(phi):.2f}"
 
 
+def _orientation(case: Case):
+    """The radiological display of the case's grid (:class:`transmrsr.mpr.Orientation`)."""
+    from .mpr import Orientation
+
+    return Orientation(np.asarray(case.affine), case.shape)
+
+
+def plane_axis(case: Case, plane: str) -> int:
+    """The voxel axis that the anatomical ``plane`` slices, from the affine (any voxel order)."""
+    if plane not in PLANES:
+        raise ValueError(f"plane must be one of {sorted(PLANES)}, got {plane!r}")
+    return _orientation(case).planes[plane].axis
+
+
+def _voxel_plane(case: Case, plane: str) -> str:
+    """The name :func:`sr_slice` and :func:`transmrsr.viewer.plane_slice` use (one per voxel axis) for
+    the voxel axis of the anatomical ``plane``."""
+    axis = plane_axis(case, plane)
+    return next(p for p, a in PLANES.items() if a == axis)
+
+
+def network_plane(case: Case) -> str:
+    """The anatomical plane the network runs on (another φ can be recomputed there), or the coronal
+    plane for a case without one (served through the any-factor path)."""
+    o = _orientation(case)
+    return next((p for p, spec in o.planes.items() if spec.axis == case.slice_axis), "coronal")
+
+
 def reader_items(case: Case, plane: str, index: int, compare_phi: float | None = None, seed: int = 0) -> list[dict]:
     """The blinded images of one slice for a reader: the case's SR (at its φ) and either cubic
     interpolation (``compare_phi`` None) or TransMRSR at ``compare_phi``, in a random order that
     depends on ``seed`` and the slice (so the order cannot be learnt across slices).
 
-    Returns ``[{"label": "Image A", "method": str, "phi": float | None, "one_plane": bool}, ...]``;
-    only ``label`` is meant for the reader's eyes. A second φ can only be computed on the plane the
-    network runs on (elsewhere the volume at the run's φ is all there is): ValueError there, and
-    for the run's own φ. Comparing φ on a fused volume shows both φ from that plane's network
-    alone (``one_plane``; method names say so), since the other φ cannot be fused per slice.
+    ``plane`` is anatomical (axial, coronal, sagittal: the voxel axis comes from the affine) and
+    ``index`` a slice along that voxel axis. Returns ``[{"label": "Image A", "method": str,
+    "phi": float | None, "one_plane": bool}, ...]``; only ``label`` is meant for the reader's eyes.
+    A second φ can only be computed on the plane the network runs on (elsewhere the volume at the
+    run's φ is all there is): ValueError there, and for the run's own φ. Comparing φ on a fused
+    volume shows both φ from that plane's network alone (``one_plane``; method names say so), since
+    the other φ cannot be fused per slice.
     """
-    if plane not in PLANES:
-        raise ValueError(f"plane must be one of {sorted(PLANES)}, got {plane!r}")
+    axis = plane_axis(case, plane)
     phis: list[float | None] = [case.phi, None]
     if compare_phi is not None:
         if abs(float(compare_phi) - case.phi) < 1e-6:
             raise ValueError(f"φ = {case.phi:.2f} is the run's own φ: choose another φ to compare against")
         if not case.live_phi:
             raise ValueError(NO_LIVE_PHI)
-        if PLANES[plane] != case.slice_axis:
-            net_plane = next(p for p, a in PLANES.items() if a == case.slice_axis)
-            raise ValueError(f"another φ can only be compared on the {net_plane} plane, the one the network runs on")
+        if axis != case.slice_axis:
+            raise ValueError(
+                f"another φ can only be compared on the {network_plane(case)} plane, the one the network runs on"
+            )
         phis[1] = round(float(compare_phi), 4)
-    idx = int(np.clip(index, 0, case.n_slices(plane) - 1))
+    idx = int(np.clip(index, 0, case.shape[axis] - 1))
     key = zlib.crc32(f"{int(seed)}/{case.name}/{plane}/{idx}/{phis[1]}".encode())
     order = blinded_order(list(range(len(phis))), seed=key)
     one_plane = compare_phi is not None and case.fusion
@@ -788,23 +1058,89 @@ def reader_items(case: Case, plane: str, index: int, compare_phi: float | None =
     ]
 
 
+def _reader_slice(case: Case, vol: np.ndarray, plane: str, index: int) -> tuple[np.ndarray, object]:
+    """Slice ``index`` of the anatomical ``plane`` of a volume on the case's grid, as the reader sees
+    it (radiological: the patient's right on the screen's left), and the plane's
+    :class:`transmrsr.mpr.PlaneSpec`."""
+    o = _orientation(case)
+    spec = o.planes[plane]
+    idx = int(np.clip(index, 0, case.shape[spec.axis] - 1))
+    return o.display(np.take(vol, idx, axis=spec.axis), plane), spec
+
+
 def reader_image(
     case: Case, model: TransMRSR | None, plane: str, index: int, phi: float | None, one_plane: bool = False
 ) -> np.ndarray:
-    """The picture of one blinded item, ``(H, W, 3)`` uint8 as the viewer shows it: the cubic
-    interpolation (``phi`` None) or the SR (recomputed through ``model`` when ``phi`` is not the
-    run's, or for a ``one_plane`` item of a fused volume; ``model`` may be None otherwise)."""
+    """The picture of one blinded item, ``(H, W, 3)`` uint8: the cubic interpolation (``phi``
+    None) or the SR (recomputed through ``model`` when ``phi`` is not the run's, or for a
+    ``one_plane`` item of a fused volume; ``model`` may be None otherwise). Shown as the
+    Super-resolve tab's viewer shows it by default: radiological (the patient's right on the
+    screen's left, anterior / superior up), from the affine, whatever the voxel order; pixels
+    square in mm (:func:`transmrsr.viewer.to_rgb`)."""
     lo, hi = case.window
+    o = _orientation(case)
+    spec = o.planes[plane]
+    idx = int(np.clip(index, 0, case.shape[spec.axis] - 1))
     if phi is None:
-        img = plane_slice(case.interp, plane, index)
-    else:
-        img = sr_slice(case, model, plane, index, float(phi), one_plane=one_plane)
-    return to_rgb(window(img, lo, hi), plane_spacing(case.zooms, plane))
+        vox = np.take(case.interp, idx, axis=spec.axis)
+    else:  # sr_slice speaks plane_slice's layout of a voxel axis: back to voxel order first
+        vox = np.flipud(sr_slice(case, model, _voxel_plane(case, plane), idx, float(phi), one_plane=one_plane)).T
+    return to_rgb(window(o.display(vox, plane), lo, hi), spec.spacing)
 
 
 def painted_region(case: Case, plane: str, mask: np.ndarray) -> np.ndarray:
     """Undo the display transform of :func:`reader_image`: a mask ``(H, W)`` painted on the picture
-    -> ``(h, w)`` bool in :func:`transmrsr.viewer.plane_slice` layout, ready for
+    (any size: a canvas scaled in the browser is resampled) -> ``(h, w)`` bool in
+    :func:`transmrsr.viewer.plane_slice` layout of the anatomical plane's voxel axis, ready for
     :meth:`transmrsr.annotations.AnnotationStore.add` (which maps it onto the SR voxel grid)."""
-    rest = [n for a, n in enumerate(case.shape) if a != PLANES[plane]]
-    return display_to_slice(mask, (rest[1], rest[0]), plane_spacing(case.zooms, plane))
+    o = _orientation(case)
+    spec = o.planes[plane]
+    shown = display_to_slice(mask, spec.shape, spec.spacing)  # (rows, cols) of the radiological picture
+    return np.flipud(o.undisplay(shown, plane).T)
+
+
+#: How strongly the reader's uncertainty overlay covers the picture at its colour scale's top.
+READER_OVERLAY_OPACITY = 0.6
+
+
+def uncertainty_picture(case: Case, plane: str, index: int, picture: np.ndarray) -> np.ndarray:
+    """``picture`` (a :func:`reader_image` of this slice, ``(H, W, 3)`` uint8) with the case's
+    uncertainty map over it (viridis from 0 to its 99.5th percentile in the head; the overlay's
+    opacity grows with the value up to :data:`READER_OVERLAY_OPACITY`, as in the viewer).
+    ValueError when the run has no uncertainty map."""
+    import matplotlib
+
+    trust = case.trust
+    if trust is None or trust.uncertainty is None:
+        raise ValueError("this run has no uncertainty map: run it again with 'Trust maps' on")
+    img, spec = _reader_slice(case, trust.uncertainty, plane, index)
+    t = np.clip(np.asarray(img, np.float32) / max(float(trust.uncertainty_vmax), 1e-6), 0.0, 1.0)
+    from .viewer import display_indices
+
+    yi, xi = display_indices(t.shape, spec.spacing)
+    t = t[yi][:, xi]
+    if t.shape != picture.shape[:2]:
+        raise ValueError("the picture is not this slice's")
+    lut = np.asarray(matplotlib.colormaps["viridis"](np.linspace(0.0, 1.0, 256)))[:, :3] * 255.0
+    colour = lut[(t * 255).astype(np.int64)]
+    a = READER_OVERLAY_OPACITY * t[..., None]
+    return np.clip(picture.astype(np.float32) * (1 - a) + colour * a + 0.5, 0, 255).astype(np.uint8)
+
+
+def region_uncertainty(case: Case, plane: str, index: int, region: np.ndarray | None) -> tuple[float, float] | None:
+    """Mean uncertainty (input units) inside a painted ``region`` (:func:`painted_region`'s layout)
+    of slice ``index`` of ``plane`` and in the rest of the head on that slice (:func:`head_mask`'s
+    rule, the whole SR's range): ``(inside, outside)``, ``outside`` NaN when the region covers the
+    head. None without a region or an uncertainty map."""
+    trust = case.trust
+    if trust is None or trust.uncertainty is None or region is None or not np.any(region):
+        return None
+    axis = plane_axis(case, plane)
+    idx = int(np.clip(index, 0, case.shape[axis] - 1))
+    u = np.take(trust.uncertainty, idx, axis=axis).astype(np.float32)
+    reg = np.flipud(np.asarray(region, dtype=bool)).T  # plane_slice layout -> voxel order
+    if reg.shape != u.shape:
+        raise ValueError(f"region shape {np.asarray(region).shape} does not match the {plane} slice")
+    head = np.take(case.sr, idx, axis=axis) > trust.head_level
+    rest = head & ~reg
+    return float(u[reg].mean()), float(u[rest].mean()) if rest.any() else float("nan")
