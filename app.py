@@ -1018,7 +1018,9 @@ def build_annotate_tab(case_state: gr.State, model_spec: gr.Textbox) -> None:
 
 # ---------------------------------------------------------------------------------------- Train tab
 import atexit  # noqa: E402
+import dataclasses  # noqa: E402
 
+from transmrsr.config import GANTrainConfig, SRTrainConfig  # noqa: E402
 from transmrsr.jobs import (  # noqa: E402
     CentroidSpec,
     JobError,
@@ -1031,6 +1033,15 @@ from transmrsr.jobs import (  # noqa: E402
 )
 
 TRAIN_STAGES = ["stage 1 · GAN prior", "centroid fit", "stage 2 · super-resolution"]
+TRAIN_NO_ABLATION = "none (the full model)"
+
+
+def _option(cls, name: str):
+    """A training option's field (default, help, choices): the Train form's defaults and choices come from the
+    same config dataclasses as the CLI's flags (transmrsr.options)."""
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+
 TRAIN_CANVAS = ["preset", "32", "64", "128", "256"]
 TRAIN_TICK_S = 2.0
 #: one job at a time for the whole server (all browser sessions share it)
@@ -1045,7 +1056,9 @@ def _train_int(value) -> int | None:
     return v or None
 
 
-def train_spec(stage, data, out, gan, preset, canvas, batch, max_steps, scale, l1_only, epochs, log_every, samples):
+def train_spec(
+    stage, data, out, gan, preset, canvas, batch, max_steps, scale, l1_only, epochs, log_every, samples, ablation=None
+):
     """The job the form describes (validated by the manager when it starts)."""
     if stage == TRAIN_STAGES[1]:
         return CentroidSpec(gan=gan or "", num_samples=_train_int(samples) or 60000)
@@ -1054,13 +1067,18 @@ def train_spec(stage, data, out, gan, preset, canvas, batch, max_steps, scale, l
         out=out or "",
         preset=preset,
         img_size=None if canvas in (None, "preset") else int(canvas),
-        batch_size=_train_int(batch) or 6,
+        batch_size=_train_int(batch) or _option(SRTrainConfig, "batch_size").default,
         max_steps=_train_int(max_steps),
-        log_every=_train_int(log_every) or 10,
+        log_every=_train_int(log_every) or _option(SRTrainConfig, "log_every").default,
     )
     if stage == TRAIN_STAGES[2]:
         return Stage2Spec(
-            **common, gan=gan or "", scale=int(scale), perceptual=not l1_only, epochs=_train_int(epochs) or 100
+            **common,
+            gan=gan or "",
+            scale=int(scale),
+            perceptual=not l1_only,
+            epochs=_train_int(epochs) or _option(SRTrainConfig, "epochs").default,
+            ablation=None if ablation in (None, "", TRAIN_NO_ABLATION) else ablation,
         )
     return Stage1Spec(**common)
 
@@ -1158,6 +1176,7 @@ def on_train_stage(stage):
         gr.update(visible=stage2),
         gr.update(visible=stage2),
         gr.update(visible=centroids),
+        gr.update(visible=stage2),
     )
 
 
@@ -1185,12 +1204,21 @@ def build_train_tab(model_spec: gr.Textbox) -> None:
                 visible=False,
                 elem_id="train-gan",
             )
-            preset = gr.Radio(["tiny", "small", "paper"], value="small", label="Preset", elem_id="train-preset")
+            preset_opt = _option(SRTrainConfig, "preset")
+            preset = gr.Radio(
+                list(preset_opt.metadata["choices"]), value=preset_opt.default, label="Preset", elem_id="train-preset"
+            )
             canvas = gr.Radio(TRAIN_CANVAS, value="preset", label="Canvas size (px)", elem_id="train-canvas")
             with gr.Row():
-                batch = gr.Number(6, precision=0, minimum=1, label="Batch size", elem_id="train-batch")
+                batch = gr.Number(
+                    _option(SRTrainConfig, "batch_size").default,
+                    precision=0,
+                    minimum=1,
+                    label="Batch size",
+                    elem_id="train-batch",
+                )
                 max_steps = gr.Number(
-                    10000,
+                    _option(GANTrainConfig, "max_steps").default,
                     precision=0,
                     minimum=0,
                     label="Max steps",
@@ -1201,9 +1229,28 @@ def build_train_tab(model_spec: gr.Textbox) -> None:
             l1_only = gr.Checkbox(False, label="L1 only (no VGG)", visible=False, elem_id="train-l1")
             with gr.Accordion("More options", open=False):
                 epochs = gr.Number(
-                    100, precision=0, minimum=1, label="Epochs (stage 2)", visible=False, elem_id="train-epochs"
+                    _option(SRTrainConfig, "epochs").default,
+                    precision=0,
+                    minimum=1,
+                    label="Epochs (stage 2)",
+                    visible=False,
+                    elem_id="train-epochs",
                 )
-                log_every = gr.Number(10, precision=0, minimum=1, label="Log every (steps)", elem_id="train-log-every")
+                log_every = gr.Number(
+                    _option(SRTrainConfig, "log_every").default,
+                    precision=0,
+                    minimum=1,
+                    label="Log every (steps)",
+                    elem_id="train-log-every",
+                )
+                ablation = gr.Dropdown(
+                    [TRAIN_NO_ABLATION, *Stage2Spec.ABLATIONS],
+                    value=TRAIN_NO_ABLATION,
+                    label="Ablation (stage 2)",
+                    info=_option(SRTrainConfig, "ablation").metadata["help"],
+                    visible=False,
+                    elem_id="train-ablation",
+                )
                 samples = gr.Number(
                     60000,
                     precision=0,
@@ -1241,10 +1288,27 @@ def build_train_tab(model_spec: gr.Textbox) -> None:
                 push = gr.Button("Push to Hub", elem_id="train-push")
             result = gr.Markdown(elem_id="train-result")
     sig = gr.State(None)
-    form = [stage, data, out, gan, preset, canvas, batch, max_steps, scale, l1_only, epochs, log_every, samples]
+    form = [
+        stage,
+        data,
+        out,
+        gan,
+        preset,
+        canvas,
+        batch,
+        max_steps,
+        scale,
+        l1_only,
+        epochs,
+        log_every,
+        samples,
+        ablation,
+    ]
     view = [status, progress, log, curves, sig]
     stage.change(
-        on_train_stage, stage, [data, out, gan, preset, canvas, batch, max_steps, scale, l1_only, epochs, samples]
+        on_train_stage,
+        stage,
+        [data, out, gan, preset, canvas, batch, max_steps, scale, l1_only, epochs, samples, ablation],
     )
     start.click(on_train_start, form, view, concurrency_limit=None)
     stop.click(on_train_stop, None, view, concurrency_limit=None)

@@ -68,10 +68,11 @@ def test_train_tab_start_status_log_stop(server, browser, data_dir, runs, tiny_d
     # the form shows the fields of the chosen stage
     expect(page.locator("#train-gan")).to_be_hidden()
     page.locator("#train-stage").get_by_label("stage 2 · super-resolution").check()
-    for field in ("train-gan", "train-scale", "train-l1"):
+    for field in ("train-gan", "train-scale", "train-l1", "train-ablation"):
         expect(page.locator(f"#{field}")).to_be_visible(timeout=30_000)
     page.locator("#train-stage").get_by_label("stage 1 · GAN prior").check()
     expect(page.locator("#train-gan")).to_be_hidden(timeout=30_000)
+    expect(page.locator("#train-ablation")).to_be_hidden(timeout=30_000)
     page.locator("#train-data").get_by_role("textbox").fill(str(data_dir))
     page.locator("#train-out").get_by_role("textbox").fill(str(out))
     page.locator("#train-preset").get_by_label("tiny").check()
@@ -165,5 +166,43 @@ def test_train_tab_absent_without_the_flag(tmp_path, monkeypatch):
             "train-load",
             "train-push",
         } <= train_controls(app.build_app())
+    finally:
+        sys.modules.pop("app", None)
+
+
+def test_train_form_takes_its_choices_and_defaults_from_the_option_schema(tmp_path, monkeypatch):
+    """The Train form's ablations are the config's (Table 4's frozen GP included) and reach the job's command
+    line; its defaults are the config dataclasses' (transmrsr.options builds the CLI from the same fields)."""
+    from transmrsr.config import GANTrainConfig, SRTrainConfig
+    from transmrsr.options import from_args
+
+    monkeypatch.setenv("TRANSMRSR_WORK_DIR", str(tmp_path / "work"))
+    sys.modules.pop("app", None)
+    import app
+
+    try:
+        demo = app.build_app()
+        by_id = {str(b.elem_id): b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+        if "train-ablation" in by_id:  # built only with training enabled
+            choices = [c[0] if isinstance(c, tuple) else c for c in by_id["train-ablation"].choices]
+            assert choices[1:] == list(SRTrainConfig.ABLATIONS)
+        monkeypatch.setattr(app, "TRAINING_ENABLED", True)
+        by_id = {str(b.elem_id): b for b in app.build_app().blocks.values() if getattr(b, "elem_id", None)}
+        choices = [c[0] if isinstance(c, tuple) else c for c in by_id["train-ablation"].choices]
+        assert choices[0] == app.TRAIN_NO_ABLATION and choices[1:] == list(SRTrainConfig.ABLATIONS)
+        assert by_id["train-batch"].value == SRTrainConfig().batch_size
+        assert by_id["train-steps"].value == GANTrainConfig().max_steps
+        assert by_id["train-epochs"].value == SRTrainConfig().epochs
+        spec = app.train_spec(
+            app.TRAIN_STAGES[2], str(tmp_path / "d"), str(tmp_path / "o"), str(tmp_path / "g"), "tiny", "32",
+            4, None, 8, True, 3, 1, None, "frozen-gp",
+        )  # fmt: skip
+        from transmrsr.cli import build_parser
+
+        cfg = from_args(SRTrainConfig, build_parser().parse_args(spec.args()))
+        assert (cfg.ablation, cfg.scale, cfg.img_size, cfg.perceptual, cfg.epochs) == ("frozen-gp", 8, 32, False, 3)
+        none = app.train_spec(app.TRAIN_STAGES[2], "d", "o", "g", "tiny", "preset", 4, None, 8, True, 3, 1, None,
+                              app.TRAIN_NO_ABLATION)  # fmt: skip
+        assert none.ablation is None
     finally:
         sys.modules.pop("app", None)
