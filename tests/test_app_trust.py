@@ -245,10 +245,12 @@ def test_annotate_uncertainty_only_after_rating_and_flags_in_the_export(page, se
     expect(page.locator("#ann-status")).to_contain_text("Unblinded")
     expect(toggle).to_be_enabled()
     before = image_rgb(page, "#ann-image-a")
+    # the picture's address is read before the toggle: read after it, a fast server may already have swapped it
+    before_src = page.locator("#ann-image-a img").get_attribute("src")
     toggle.check()
     page.wait_for_function(
         "src => document.querySelector('#ann-image-a img').getAttribute('src') !== src",
-        arg=page.locator("#ann-image-a img").get_attribute("src"),
+        arg=before_src,
         timeout=30_000,
     )
     after = image_rgb(page, "#ann-image-a")
