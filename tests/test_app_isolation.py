@@ -19,8 +19,10 @@ from transmrsr.serving import (
     ModelNotAllowed,
     ModelPolicy,
     ModelRegistry,
+    ResolvedModel,
     SessionRegistry,
     public_message,
+    resolve_model,
 )
 
 from apphelpers import REPO, App, app_env, viewer_panel
@@ -196,8 +198,8 @@ def test_session_end_frees_the_case_in_memory(tiny_dir, browser, t1_crop, tmp_pa
 
     from apphelpers import free_port
 
-    monkeypatch.setattr(appmod, "MODELS", ModelRegistry(ModelPolicy(REPO / "checkpoints", default=str(tiny_dir))))
-    monkeypatch.setattr(appmod, "SESSIONS", SessionRegistry(tmp_path / "sessions"))
+    monkeypatch.setattr(appmod.state, "MODELS", ModelRegistry(ModelPolicy(REPO / "checkpoints", default=str(tiny_dir))))
+    monkeypatch.setattr(appmod.state, "SESSIONS", SessionRegistry(tmp_path / "sessions"))
     demo = appmod.build_app()
     port = free_port()
     demo.queue().launch(
@@ -236,6 +238,36 @@ def test_policy_allow_list_and_factors():
         local.check("/some/folder", 100)
 
 
+def test_one_resolve_model_for_the_cli_and_the_app(tmp_path, monkeypatch):
+    """The CLI's --model and the app's Model box name the same weights for a spec and a factor."""
+    import transmrsr.cli as cli
+
+    bundled4 = resolve_model("", 4)
+    assert bundled4 == resolve_model(None, 4) == resolve_model("bundled", 4)
+    assert bundled4 == ResolvedModel(
+        source=str(REPO / "checkpoints" / "transmrsr-small-t1-x4"),
+        name="transmrsr-small-t1-x4",
+        bundled=True,
+        key="bundled@x4",
+    )
+    assert resolve_model("owner/name", 3) == ResolvedModel("owner/name", "owner/name", False, "owner/name")
+    assert resolve_model(str(tmp_path / "run"), 4).name == "run"
+    with pytest.raises(FactorNotServed, match="no bundled weights for x5 in this installation"):
+        resolve_model(None, 5)
+    assert str(REPO) not in str(pytest.raises(FactorNotServed, resolve_model, None, 5).value)
+    # the app's registry (its policy on top) and the CLI's default folder are resolve_model's
+    reg = ModelRegistry(ModelPolicy(REPO / "checkpoints"))
+    for spec in (BUNDLED, "owner/name", str(tmp_path / "run")):
+        r = resolve_model(spec, 4)
+        assert reg.check(spec, 4) == (r.key, r.source, r.name, r.bundled)
+    assert cli.default_model_dir(8) == Path(resolve_model(None, 8).source)
+    loaded = []
+    monkeypatch.setattr("transmrsr.models.load_sr_model", lambda source, **kw: loaded.append(source))
+    cli._load_model(None, 4)
+    cli._load_model("owner/name", 4)
+    assert loaded == [bundled4.source, "owner/name"]
+
+
 def test_model_cache_is_a_bounded_lru():
     import torch
 
@@ -262,7 +294,7 @@ def test_about_reads_only_cards_of_loaded_models(tiny_dir, tmp_path, monkeypatch
     folder = Path(shutil.copytree(tiny_dir, tmp_path / "m"))
     (folder / "README.md").write_text("# THE CARD\n")
     reg = ModelRegistry(ModelPolicy(REPO / "checkpoints", cache_size=1))
-    monkeypatch.setattr(appmod, "MODELS", reg)
+    monkeypatch.setattr(appmod.state, "MODELS", reg)
     assert "THE CARD" not in appmod.model_card_markdown(str(folder), 4)  # typed, never loaded: not read
     reg.get(str(folder), 4)
     assert "THE CARD" in appmod.model_card_markdown(str(folder), 4)

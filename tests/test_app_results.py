@@ -79,13 +79,13 @@ def inprocess_app(tiny_dir, tmp_path, monkeypatch):
     import app as appmod
     from transmrsr.serving import ModelPolicy, ModelRegistry, SessionRegistry
 
-    monkeypatch.setattr(appmod, "MODELS", ModelRegistry(ModelPolicy(REPO / "checkpoints", default=str(tiny_dir))))
-    monkeypatch.setattr(appmod, "SESSIONS", SessionRegistry(tmp_path / "sessions"))
+    monkeypatch.setattr(appmod.state, "MODELS", ModelRegistry(ModelPolicy(REPO / "checkpoints", default=str(tiny_dir))))
+    monkeypatch.setattr(appmod.state, "SESSIONS", SessionRegistry(tmp_path / "sessions"))
 
     def broken_viewer(*args, **kwargs):
         raise RuntimeError("the slice renderer failed")
 
-    monkeypatch.setattr(appmod, "viewer_payload", broken_viewer)
+    monkeypatch.setattr(appmod.superresolve, "viewer_payload", broken_viewer)
     demo = appmod.build_app()
     port = free_port()
     demo.queue().launch(

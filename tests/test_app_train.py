@@ -139,6 +139,13 @@ def train_controls(demo) -> set[str]:
     return {str(b.elem_id) for b in demo.blocks.values() if str(getattr(b, "elem_id", "") or "").startswith("train-")}
 
 
+def _settings_from_env(app, monkeypatch) -> None:
+    """The app's settings (appui.state) read afresh from this test's environment, restored afterwards."""
+    for name in app.state.SETTINGS:
+        monkeypatch.setattr(app.state, name, getattr(app.state, name))
+    app.state.read_env()
+
+
 def test_train_tab_absent_without_the_flag(tmp_path, monkeypatch):
     """The app built without --enable-training / TRANSMRSR_ENABLE_TRAINING=1 has no Train controls
     (the server started with the flag above is the other half of this check)."""
@@ -149,13 +156,14 @@ def test_train_tab_absent_without_the_flag(tmp_path, monkeypatch):
     sys.modules.pop("app", None)
     import app
 
+    _settings_from_env(app, monkeypatch)
     try:
         assert app.TRAINING_ENABLED is False
         demo = app.build_app()
         assert train_controls(demo) == set()
         tabs = [b for b in demo.blocks.values() if isinstance(b, gr.Tab) and b.label == "Train"]
         assert len(tabs) == 1 and tabs[0].visible is False
-        monkeypatch.setattr(app, "TRAINING_ENABLED", True)
+        monkeypatch.setattr(app.state, "TRAINING_ENABLED", True)
         assert {
             "train-start",
             "train-stop",
@@ -180,13 +188,14 @@ def test_train_form_takes_its_choices_and_defaults_from_the_option_schema(tmp_pa
     sys.modules.pop("app", None)
     import app
 
+    _settings_from_env(app, monkeypatch)
     try:
         demo = app.build_app()
         by_id = {str(b.elem_id): b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
         if "train-ablation" in by_id:  # built only with training enabled
             choices = [c[0] if isinstance(c, tuple) else c for c in by_id["train-ablation"].choices]
             assert choices[1:] == list(SRTrainConfig.ABLATIONS)
-        monkeypatch.setattr(app, "TRAINING_ENABLED", True)
+        monkeypatch.setattr(app.state, "TRAINING_ENABLED", True)
         by_id = {str(b.elem_id): b for b in app.build_app().blocks.values() if getattr(b, "elem_id", None)}
         choices = [c[0] if isinstance(c, tuple) else c for c in by_id["train-ablation"].choices]
         assert choices[0] == app.TRAIN_NO_ABLATION and choices[1:] == list(SRTrainConfig.ABLATIONS)

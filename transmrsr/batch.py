@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .data import bids
 from .fileutil import atomic_write_bytes
+from .serving import is_bundled, resolve_model
 
 SUMMARY = "transmrsr_summary.tsv"
 COLUMNS = ("input", "output", "status", "rank", "seconds", "factor", "axis", "model", "message")
@@ -142,9 +143,9 @@ def model_identity(spec: str | None, factor: int, revision: str | None = None) -
     """``(name, version)`` of the weights serving ``factor``: the folder's name and the SHA-256 of
     its ``model.safetensors`` (first 16 hex digits), or a Hub repo id and its revision. No
     machine folder is ever named."""
-    from .cli import default_model_dir
+    from .cli import CHECKPOINTS
 
-    folder = default_model_dir(factor) if spec is None else Path(spec)
+    folder = Path(resolve_model(spec, factor, bundled_root=CHECKPOINTS, must_exist=False).source)
     if folder.is_dir():
         weights = folder / "model.safetensors"
         version = "sha256:" + bids.sha256_file(weights)[:16] if weights.is_file() else "unknown"
@@ -162,12 +163,12 @@ class _Models:
     def served(self, factor: float) -> tuple[int, ...]:
         from .cli import BUNDLED_FACTORS
 
-        return (max(1, round(factor)),) if self.opts.model else BUNDLED_FACTORS
+        return BUNDLED_FACTORS if is_bundled(self.opts.model) else (max(1, round(factor)),)
 
     def get(self, factor: int):
         from .cli import _load_model
 
-        key = 0 if self.opts.model else factor
+        key = factor if is_bundled(self.opts.model) else 0
         if key not in self.cache:
             self.cache[key] = _load_model(self.opts.model, factor, self.opts.revision)
         return self.cache[key]

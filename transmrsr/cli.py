@@ -37,6 +37,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .serving import BUNDLED_ROOT, FactorNotServed, is_bundled, resolve_model
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -85,7 +86,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 #: Bundled default weights, one folder per scale (their model cards: checkpoints/*/README.md).
-CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+CHECKPOINTS = BUNDLED_ROOT
 
 
 #: Factors the bundled weights are trained at (any other factor is served by them, see the README).
@@ -93,22 +94,20 @@ BUNDLED_FACTORS = (4, 8)
 
 
 def default_model_dir(scale: int) -> Path:
-    return CHECKPOINTS / f"transmrsr-small-t1-x{scale}"
+    return Path(resolve_model(None, scale, bundled_root=CHECKPOINTS, must_exist=False).source)
 
 
 def _load_model(spec: str | None, scale: int, revision: str | None = None):
+    """The model ``--model`` names (None: the bundled weights for ``scale``), loaded; which weights that is
+    comes from :func:`transmrsr.serving.resolve_model`, the app's rule too."""
     from .hub import PretrainedLoadError
     from .models import load_sr_model
 
-    if spec is None:
-        folder = default_model_dir(scale)
-        if not (folder / "model.safetensors").is_file():
-            raise PretrainedLoadError(  # names no installation folder: only what the user typed
-                f"no bundled weights for x{scale} in this installation; pass --model with a weights "
-                "folder or a Hugging Face repo id"
-            )
-        spec = str(folder)
-    return load_sr_model(spec, revision=revision)  # TransMRSR, or an EDSR baseline folder
+    try:
+        weights = resolve_model(spec, scale, bundled_root=CHECKPOINTS)
+    except FactorNotServed as exc:  # names no installation folder: only what the user typed, and the flag
+        raise PretrainedLoadError(f"{exc}; pass --model with a weights folder or a Hugging Face repo id") from None
+    return load_sr_model(weights.source, revision=revision)  # TransMRSR, or an EDSR baseline folder
 
 
 def check_device(spec: str | None) -> None:
@@ -283,9 +282,10 @@ def _cmd_sr(args: argparse.Namespace) -> int:
     from .trust import input_range_warnings
 
     # far from the training data (geometry always; contrast only for the bundled T1 weights)
-    for text in input_range_warnings(vol.data, vol.affine, args.axis, contrast=not args.model):
+    bundled = is_bundled(args.model)
+    for text in input_range_warnings(vol.data, vol.affine, args.axis, contrast=bundled):
         print(f"warning: {os.path.basename(str(args.input))}: {text}", file=sys.stderr)
-    if not args.model:  # the bundled weights are T1: say so when the file says it is something else
+    if bundled:  # the bundled weights are T1: say so when the file says it is something else
         from .studio import contrast_guess
 
         hint = contrast_guess(
@@ -301,7 +301,7 @@ def _cmd_sr(args: argparse.Namespace) -> int:
     from .inference import detect_acquisition, plan_serving, super_resolve_acquisition_file
 
     acq = detect_acquisition(vol, axis=args.axis, scale=args.scale)
-    served = (max(1, round(acq.factor)),) if args.model else BUNDLED_FACTORS
+    served = BUNDLED_FACTORS if bundled else (max(1, round(acq.factor)),)
     plan = plan_serving(acq, served)
     model = _load_model(args.model, plan.model_factor, args.revision)
     adapt = None

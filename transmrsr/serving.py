@@ -1,7 +1,8 @@
-"""Serving the app to anonymous users: which models may load, a bounded model cache, private
-per-session folders that are cleaned up, and error messages without server paths.
+"""Which weights serve a request (:func:`resolve_model`, the CLI's and the app's), and serving the app to
+anonymous users: which models may load, a bounded model cache, private per-session folders that are cleaned
+up, and error messages without server paths.
 
-No Gradio in here: ``app.py`` calls these classes from its event functions.
+No Gradio in here: the app (``app.py``, ``appui/``) calls these classes from its event functions.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: The Model box value that means "the weights bundled in ``checkpoints/`` for the upload's factor".
+#: The model spec that means "the weights bundled in ``checkpoints/`` for the request's factor" (so does "").
 BUNDLED = "bundled"
+#: The bundled weights: one folder per factor, ``transmrsr-small-t1-x{factor}`` (model cards: their README.md).
+BUNDLED_ROOT = Path(__file__).resolve().parents[1] / "checkpoints"
 #: The Model box value that means "the operator's default model" (its location is not shown).
 DEFAULT = "default"
 #: Factors a model that is not bundled may be asked for (its training factor is not recorded).
@@ -52,6 +55,52 @@ def parse_list(value: str | None) -> tuple[str, ...]:
     return tuple(v for v in re.split(r"[\s,]+", value or "") if v)
 
 
+@dataclass(frozen=True)
+class ResolvedModel:
+    """The weights that serve a request, before anything is loaded.
+
+    Attributes:
+        source: what ``from_pretrained`` reads: a weights folder or a Hub repo id.
+        name: how results name the model: the folder's last part, or the repo id.
+        bundled: the bundled weights (``source`` is their folder for the factor).
+        key: the same weights, the same key (``bundled@x4``; otherwise the spec).
+    """
+
+    source: str
+    name: str
+    bundled: bool
+    key: str
+
+
+def is_bundled(spec: str | None) -> bool:
+    """Whether a model spec names the bundled weights (``None``, ``""`` or ``"bundled"``)."""
+    return (spec or "").strip() in ("", BUNDLED)
+
+
+def bundled_dir(factor: int, root: str | Path | None = None) -> Path:
+    """The bundled weights' folder for ``factor`` (under ``root``, default :data:`BUNDLED_ROOT`)."""
+    return Path(BUNDLED_ROOT if root is None else root) / f"transmrsr-small-t1-x{int(factor)}"
+
+
+def resolve_model(
+    spec: str | None, scale: int, *, bundled_root: str | Path | None = None, must_exist: bool = True
+) -> ResolvedModel:
+    """The weights a model ``spec`` names for a factor-``scale`` request: ``None``, ``""`` or ``"bundled"``:
+    the bundled folder for ``scale``; anything else (a weights folder, a Hub repo id) as given, for any factor.
+
+    No policy (the app's public allow-list is :class:`ModelPolicy`'s) and nothing is loaded. With
+    ``must_exist``, bundled weights missing for ``scale`` raise :class:`FactorNotServed`, in words that name
+    no folder (callers say what the user can do instead: the CLI names ``--model``)."""
+    s = (spec or "").strip()
+    if is_bundled(s):
+        folder = bundled_dir(scale, bundled_root)
+        if must_exist and not (folder / "model.safetensors").is_file():
+            raise FactorNotServed(f"no bundled weights for x{int(scale)} in this installation")
+        return ResolvedModel(source=str(folder), name=folder.name, bundled=True, key=f"{BUNDLED}@x{int(scale)}")
+    name = s if is_repo_id(s) and not Path(s).exists() else Path(s).name or s
+    return ResolvedModel(source=s, name=name, bundled=False, key=s)
+
+
 def state_version(model: Any) -> str:
     """A short fingerprint of a model's weights (SHA-256 of its state dict, 12 hex digits):
     readings made with different weights under the same name stay apart."""
@@ -81,7 +130,7 @@ class ModelPolicy:
     cache_size: int = 2
 
     def bundled_path(self, factor: int) -> Path:
-        return Path(self.bundled_root) / f"transmrsr-small-t1-x{int(factor)}"
+        return bundled_dir(factor, self.bundled_root)
 
     def bundled_factors(self) -> tuple[int, ...]:
         """The factors with bundled weights present, e.g. ``(4, 8)``."""
@@ -157,15 +206,13 @@ class ModelRegistry:
                     f"a ×{factor} thick-slice factor is not served: the bundled weights are for {have} "
                     "(slice thickness that many times the in-plane spacing)"
                 )
-            path = self.policy.bundled_path(factor)
-            return f"{BUNDLED}@x{factor}", str(path), path.name, True
-        if factor not in CUSTOM_FACTORS:
+        elif factor not in CUSTOM_FACTORS:
             raise FactorNotServed(
                 f"a ×{factor} thick-slice factor is not served: factors {CUSTOM_FACTORS[0]} to {CUSTOM_FACTORS[-1]} "
                 "are accepted"
             )
-        name = s if is_repo_id(s) and not Path(s).exists() else Path(s).name or s
-        return s, s, name, False
+        r = resolve_model(s, factor, bundled_root=self.policy.bundled_root)
+        return r.key, r.source, r.name, r.bundled
 
     def served_for(self, spec: str | None, factor: float) -> tuple[int, ...]:
         """The integer factors of the models that may serve a thick-slice factor ``factor`` (any
