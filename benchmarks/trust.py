@@ -11,7 +11,8 @@ simulated along the axial axis (box profile, as ``benchmarks/validation.py``), a
 super-resolved as ``transmrsr sr`` does (fused planes, the model's φ). Then:
 
 * **uncertainty** — for each method of :data:`transmrsr.trust.UNCERTAINTY_METHODS`, with and
-  without smoothing: Spearman correlation between the map and ``|SR - HR|`` inside the
+  without smoothing, and with the geometry weighting ``transmrsr sr`` applies by default
+  (:func:`transmrsr.trust.geometry_weighted`): Spearman correlation between the map and ``|SR - HR|`` inside the
   subject's mask (brain mask, else head mask), the mean error in the 5 % most uncertain voxels
   over the mean error in the rest, and the extra SR runs' wall time. Two references that are
   not runs: ``|SR - cubic|`` (what the network changed) and the spread consistency residual.
@@ -30,29 +31,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
+
+if not __package__:  # run as a script: `benchmarks.…` imports need the repository root on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
 from scipy import ndimage
 from scipy.stats import spearmanr
 
+from benchmarks.provenance import header_line
 from transmrsr import TransMRSR
 from transmrsr.data.degradation import SliceProfile, simulate_acquisition, simulate_thick
 from transmrsr.data.io import load_mask, load_volume
 from transmrsr.data.normalization import IntensityScaler
 from transmrsr.inference import super_resolve_acquisition
-
-try:
-    from benchmarks.provenance import header_line
-except ImportError:  # run as `python benchmarks/trust.py`: this folder is on sys.path
-    from provenance import header_line
 from transmrsr.trust import (
     DEFAULT_SMOOTHING,
     DEFAULT_UNCERTAINTY,
     UNCERTAINTY_METHODS,
     consistency_map,
+    geometry_weighted,
     simple_acquisition,
     uncertainty_map,
     uncertainty_runs,
@@ -141,7 +143,8 @@ def main() -> None:
             err = np.abs(base.sr - hr)
             if args.figure and not unc_rows:
                 runs, _ = uncertainty_runs(DEFAULT_UNCERTAINTY, base, rerun, lr)
-                figure(args.figure, hr, lr, base, uncertainty_map(runs), acq, mask, name, r)
+                unc = geometry_weighted(uncertainty_map(runs), base.sr, acq, lr.shape, DEFAULT_SMOOTHING)
+                figure(args.figure, hr, lr, base, unc, acq, mask, name, r)
                 if args.figure_only:
                     return
             # --- uncertainty
@@ -149,14 +152,18 @@ def main() -> None:
                 runs, extra = uncertainty_runs(method, base, rerun, lr)
                 # the extra time of this method: its own reruns (shared ones timed once, counted for each)
                 extra_s = sum(cache[k][1] for k in cache if k in _method_keys(method))
-                for smooth in (0.0, DEFAULT_SMOOTHING, 2.0):
-                    u = uncertainty_map(runs, smooth)
+                maps = [(method, smooth, uncertainty_map(runs, smooth)) for smooth in (0.0, DEFAULT_SMOOTHING, 2.0)]
+                # the weighting transmrsr sr applies by default, at the default smoothing
+                spread = uncertainty_map(runs, DEFAULT_SMOOTHING)
+                weighted = geometry_weighted(spread, base.sr, acq, lr.shape, DEFAULT_SMOOTHING)
+                maps.append((f"{method} + geometry weighting", DEFAULT_SMOOTHING, weighted))
+                for label, smooth, u in maps:
                     rho, top, rest, ratio = predictor_scores(u, err, mask)
                     unc_rows.append(
                         dict(
                             scale=r,
                             subject=name,
-                            method=method,
+                            method=label,
                             smoothing=smooth,
                             spearman=rho,
                             top_err=top,
@@ -252,7 +259,12 @@ def figure(
         ("TransMRSR SR", base.sr, "gray", (lo, hi)),
         ("HR (reference)", hr, "gray", (lo, hi)),
         ("|SR − HR|", err, "inferno", (0, emax)),
-        (f"uncertainty ({DEFAULT_UNCERTAINTY})", unc, "inferno", (0, float(np.percentile(unc[mask], 99)))),
+        (
+            f"uncertainty ({DEFAULT_UNCERTAINTY},\ngeometry weighting)",
+            unc,
+            "inferno",
+            (0, float(np.percentile(unc[mask], 99))),
+        ),
         (f"consistency |degrade(SR) − LR|\n{100 * s.relative:.2f} % of range", cons, "inferno", (0, emax)),
         ("consistency, SR + invented blob", cons_blob, "inferno", (0, emax)),
     ]
@@ -266,7 +278,7 @@ def figure(
         "maps in input intensity units",
         fontsize=9,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.9))  # room for the suptitle above two-line panel titles
     fig.savefig(path)
     plt.close(fig)
 

@@ -18,9 +18,12 @@ from transmrsr.trust import (
     T1_CENTRE_MIN,
     consistency_map,
     degrade,
+    geometry_weighted,
     input_range_warnings,
     simple_acquisition,
+    slice_distance,
     super_resolve_with_trust,
+    trust_for_result,
     uncertainty_map,
     uncertainty_runs,
 )
@@ -101,6 +104,38 @@ def test_uncertainty_map_is_the_spread_of_the_runs(hr_block):
         uncertainty_map([a])
 
 
+def test_slice_distance_follows_the_acquisition():
+    # x4 box: thin voxels 0-3 lie 1.5, 0.5, 0.5, 1.5 voxels from their slice's centre (1.5): in spacings /4
+    d = slice_distance(simple_acquisition(2, 4, n_thin=16), 16, 4)
+    assert d.dtype == np.float32 and d.shape == (16,)
+    assert np.allclose(d, np.tile([0.375, 0.125, 0.125, 0.375], 4))
+    # 3 mm slices every 5 mm (a gap): centres every 5 voxels at 2, 7, 12...; the gap is as far as it gets
+    d = slice_distance(simple_acquisition(2, 5, thickness=3, n_thin=20), 20, 4)
+    assert np.allclose(d, np.tile([0.4, 0.2, 0.0, 0.2, 0.4], 4))
+    # non-integer factor: 0 only on a centre, never beyond half a spacing
+    d = slice_distance(simple_acquisition(2, 3.3, n_thin=33), 33, 10)
+    assert float(d.min()) < 0.1 and float(d.max()) <= 0.5 + 1e-6
+
+
+def test_geometry_weighting_is_the_documented_formula(hr_block):
+    acq = simple_acquisition(2, 4, n_thin=hr_block.shape[2])
+    lr_shape = simulate_thick(hr_block, 2, 4).shape
+    spread = np.full(hr_block.shape, 4.0, dtype=np.float32)
+    u = geometry_weighted(spread, hr_block, acq, lr_shape, smoothing=0)
+    grad = np.abs(np.gradient(hr_block, axis=2))
+    d = slice_distance(acq, hr_block.shape[2], lr_shape[2])[None, None, :]
+    assert u.shape == hr_block.shape and u.dtype == np.float32
+    assert np.allclose(u, np.sqrt(4.0 * grad) * (1 + d), rtol=1e-5, atol=1e-5)
+    # runs that agree, or an SR flat along the thick axis, give nothing to distrust
+    assert np.allclose(geometry_weighted(np.zeros_like(spread), hr_block, acq, lr_shape, 1.0), 0.0)
+    flat = np.repeat(hr_block[:, :, :1], hr_block.shape[2], axis=2)
+    assert np.allclose(geometry_weighted(spread, flat, acq, lr_shape, 1.0), 0.0)
+    # on a straight ramp along the thick axis the slab borders weigh more than the slab centres
+    ramp = np.broadcast_to(np.arange(hr_block.shape[2], dtype=np.float32), hr_block.shape)
+    u = geometry_weighted(spread, ramp, acq, lr_shape, 0)
+    assert np.allclose(u[:, :, 4] / u[:, :, 5], 1.375 / 1.125)
+
+
 def test_sr_with_trust_keeps_the_sr(tiny_dir, hr_block, one_torch_thread):
     model = TransMRSR.from_pretrained(tiny_dir).eval()
     lr = simulate_thick(hr_block, 2, 4)
@@ -113,7 +148,15 @@ def test_sr_with_trust_keeps_the_sr(tiny_dir, hr_block, one_torch_thread):
     # the SR is their mean (up to the clipping at the volume's minimum, made per plane here)
     assert np.median(np.abs(np.mean(res.planes, axis=0) - res.sr)) < 1e-3 * float(res.sr.max())
     assert maps.method == "planes" and maps.extra_runs == 0 and maps.warnings == []
+    assert maps.weighting == "geometry"  # the default
     assert maps.uncertainty.shape == res.sr.shape and float(maps.uncertainty.max()) > 0  # the planes disagree
+    # the default map is the planes' spread weighted by the geometry; "none" is the spread itself
+    spread = uncertainty_map(res.planes)
+    assert np.allclose(maps.uncertainty, geometry_weighted(spread, res.sr, acq, lr.shape, 1.0), atol=1e-5)
+    raw = trust_for_result(res, lr, None, uncertainty="planes", weighting="none")
+    assert raw.weighting == "none" and np.array_equal(raw.uncertainty, spread)
+    with pytest.raises(ValueError, match="unknown uncertainty weighting"):
+        trust_for_result(res, lr, None, uncertainty="planes", weighting="edges")
     assert maps.consistency_sr.shape == res.sr.shape and maps.consistency_lr.shape == lr.shape
     # the tiny model is no SR model, but its SR does stay closer to the scan than an SR made up
     assert maps.consistency.relative < consistency_map(np.roll(res.sr, 3, axis=0), lr, acq)[2].relative
@@ -237,7 +280,10 @@ def test_cli_writes_maps_on_the_right_grids(scan, tiny_dir, tmp_path, one_torch_
     )
     assert rc == 0
     text = capsys.readouterr().out
-    assert "consistency, mean |degrade(SR) - LR|" in text and "uncertainty (planes+flips, 1 extra run" in text
+    assert (
+        "consistency, mean |degrade(SR) - LR|" in text
+        and "uncertainty (planes+flips, geometry weighting, 1 extra run" in text
+    )
     sr, lr = nib.load(str(out)), nib.load(str(scan))
     # the SR is exactly the one written without the flags
     assert np.array_equal(np.asarray(sr.dataobj), np.asarray(nib.load(str(plain)).dataobj))
@@ -262,6 +308,8 @@ def test_cli_writes_maps_on_the_right_grids(scan, tiny_dir, tmp_path, one_torch_
     [
         (["--uncertainty", "U", "--uncertainty-method", "dropout"], "--uncertainty-method"),
         (["--uncertainty-method", "flips"], "needs --uncertainty"),
+        (["--uncertainty", "U", "--uncertainty-weighting", "edges"], "--uncertainty-weighting"),
+        (["--uncertainty-weighting", "none"], "needs --uncertainty"),
         (["--uncertainty", "U", "--uncertainty-method", "planes", "--no-fusion"], "--no-fusion"),
         (["--consistency", "OUT"], "named twice"),
         (["--uncertainty", "U.txt"], ".nii"),

@@ -4,7 +4,7 @@ Sub-commands:
 
 * ``transmrsr sr INPUT OUTPUT [--model M] [--phi F] [--scale R] [--axis A] [--no-fusion] [--device D] [--batch-size B]
   [--adapt [--adapt-steps N] [--seed S]]`` — any factor 1.5 to 10 (docs/user-guide.md, "Any slice thickness");
-  ``[--consistency PATH] [--uncertainty PATH [--uncertainty-method M]]``: trust maps (docs/trust.md)
+  ``[--consistency PATH] [--uncertainty PATH [--uncertainty-method M] [--uncertainty-weighting W]]``: trust maps (docs/trust.md)
 * ``transmrsr simulate HR LR --scale R --axis A [--profile box|gaussian]``
 * ``transmrsr evaluate SR HR [--mask M] [--lr LR | --scale R --axis A] [--dice] [--json] [--protocol ours|authors]
   [--slice-axis N]``
@@ -348,8 +348,8 @@ def _cmd_sr(args: argparse.Namespace) -> int:
             )
         if maps is not None and maps.uncertainty is not None:
             print(
-                f"{args.uncertainty}: uncertainty ({maps.method}, {maps.extra_runs} extra run(s) in "
-                f"{maps.seconds.get('uncertainty', 0.0):.1f} s)"
+                f"{args.uncertainty}: uncertainty ({maps.method}, {maps.weighting} weighting, "
+                f"{maps.extra_runs} extra run(s) in {maps.seconds.get('uncertainty', 0.0):.1f} s)"
             )
     return 0
 
@@ -365,8 +365,13 @@ def _trust_side_path(path: str | os.PathLike) -> Path:
 def _check_trust_args(args: argparse.Namespace) -> list[Path]:
     """Check ``--consistency`` / ``--uncertainty`` / ``--uncertainty-method`` before any work; return
     the paths that will be written besides OUTPUT (empty when neither is asked)."""
-    from .trust import DEFAULT_UNCERTAINTY, UNCERTAINTY_METHODS
+    from .trust import DEFAULT_UNCERTAINTY, UNCERTAINTY_METHODS, UNCERTAINTY_WEIGHTINGS
 
+    weighting = getattr(args, "uncertainty_weighting", None)
+    if weighting is not None and weighting not in UNCERTAINTY_WEIGHTINGS:
+        raise ValueError(f"--uncertainty-weighting {weighting!r} is not one of {', '.join(UNCERTAINTY_WEIGHTINGS)}")
+    if weighting is not None and not getattr(args, "uncertainty", None):
+        raise ValueError("--uncertainty-weighting needs --uncertainty PATH")
     method = getattr(args, "uncertainty_method", None)
     if method is not None and method not in UNCERTAINTY_METHODS:
         raise ValueError(f"--uncertainty-method {method!r} is not one of {', '.join(UNCERTAINTY_METHODS)}")
@@ -396,14 +401,16 @@ def _sr_with_trust(args: argparse.Namespace, vol, acq, model, served, adapt):
     """``sr`` with ``--consistency`` / ``--uncertainty``: the same SR (written to OUTPUT as without
     them) and its trust maps (:mod:`transmrsr.trust`); all outputs are written, or none."""
     from .data.io import save_volume
-    from .trust import DEFAULT_UNCERTAINTY, super_resolve_with_trust
+    from .trust import DEFAULT_UNCERTAINTY, DEFAULT_WEIGHTING, super_resolve_with_trust
 
     method = (args.uncertainty_method or DEFAULT_UNCERTAINTY) if args.uncertainty else None
+    weighting = getattr(args, "uncertainty_weighting", None) or DEFAULT_WEIGHTING
     result, maps = super_resolve_with_trust(
         lambda m: model,
         vol.data,
         acq,
         uncertainty=method,
+        weighting=weighting,
         served=served,
         adapt=adapt,
         phi=args.phi,
@@ -431,7 +438,12 @@ def _sr_with_trust(args: argparse.Namespace, vol, acq, model, served, adapt):
             save_volume(_trust_side_path(args.consistency), maps.consistency_lr, vol.affine, header=header(rel))
             written.append(_trust_side_path(args.consistency))
         if args.uncertainty:
-            save_volume(args.uncertainty, maps.uncertainty, sr_affine, header=header(f"transmrsr uncertainty {method}"))
+            save_volume(
+                args.uncertainty,
+                maps.uncertainty,
+                sr_affine,
+                header=header(f"transmrsr uncertainty {method} {weighting}"),
+            )
     except BaseException:
         for p in written:  # all outputs or none
             p.unlink(missing_ok=True)
@@ -676,6 +688,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="M",
         help="runs behind --uncertainty: planes (free with fusion), flips (+1 run), phi (+2 runs), planes+flips "
         "(+1 run; the default)",
+    )
+    sr.add_argument(
+        "--uncertainty-weighting",
+        default=None,
+        metavar="W",
+        help="how the runs' spread becomes the map: geometry (the default: weighted by the SR's through-plane contrast "
+        "and the distance from the acquired slice centres) or none (the spread itself)",
     )
     sr.set_defaults(func=_cmd_sr)
 
