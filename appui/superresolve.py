@@ -23,7 +23,7 @@ from transmrsr.evaluation.metrics import psnr
 from transmrsr.inference import DEFAULT_FUSION
 from transmrsr.mpr import Scene, case_scene, case_windows
 from transmrsr.serving import FactorNotServed, LoadedModel, ModelNotAllowed, public_message
-from transmrsr.studio import NO_LIVE_PHI, Case, Plan, phi_sweep, plan_volume, run_case
+from transmrsr.studio import NO_LIVE_PHI, Case, CaseOptions, Plan, phi_sweep, plan_volume, run_case
 from transmrsr.viewer import to_rgb, window
 
 
@@ -87,10 +87,7 @@ def _run(
     report = _eta_reporter(progress, shown) if progress is not None else None
     served = state.MODELS.policy.bundled_factors() if loaded.bundled else None  # a custom model's are unknown
     try:
-        return run_case(
-            path,
-            loaded.model,
-            folder,
+        options = CaseOptions(
             scale=int(scale),
             phi=float(phi),
             fusion=bool(fusion),
@@ -102,6 +99,7 @@ def _run(
             adapt=adapt_options(progress) if adapt else None,
             trust=bool(trust),
         )
+        return run_case(path, loaded.model, folder, options)
     except ValueError as exc:  # VolumeError, or a file changed since its header was read
         raise user_error(exc) from None
 

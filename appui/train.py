@@ -32,6 +32,12 @@ def _option(cls, name: str):
     return next(f for f in dataclasses.fields(cls) if f.name == name)
 
 
+def _whole_number(option: dataclasses.Field, label: str, elem_id: str, minimum: int = 1, **kw) -> gr.Number:
+    """The form's field of a whole-number option (an :func:`_option` field): its default is the option's,
+    so the form starts where the CLI does; ``kw``: more gr.Number settings (info, visible)."""
+    return gr.Number(option.default, precision=0, minimum=minimum, label=label, elem_id=elem_id, **kw)
+
+
 TRAIN_CANVAS = ["preset", "32", "64", "128", "256"]
 TRAIN_TICK_S = 2.0
 #: one job at a time for the whole server (all browser sessions share it)
@@ -51,7 +57,9 @@ def train_spec(
 ):
     """The job the form describes (validated by the manager when it starts)."""
     if stage == TRAIN_STAGES[1]:
-        return CentroidSpec(gan=gan or "", num_samples=_train_int(samples) or 60000)
+        return CentroidSpec(
+            gan=gan or "", num_samples=_train_int(samples) or _option(CentroidSpec, "num_samples").default
+        )
     common = dict(
         data=data or "",
         out=out or "",
@@ -200,39 +208,21 @@ def build_tab(model_spec: gr.Textbox) -> None:
             )
             canvas = gr.Radio(TRAIN_CANVAS, value="preset", label="Canvas size (px)", elem_id="train-canvas")
             with gr.Row():
-                batch = gr.Number(
-                    _option(SRTrainConfig, "batch_size").default,
-                    precision=0,
-                    minimum=1,
-                    label="Batch size",
-                    elem_id="train-batch",
-                )
-                max_steps = gr.Number(
-                    _option(GANTrainConfig, "max_steps").default,
-                    precision=0,
+                batch = _whole_number(_option(SRTrainConfig, "batch_size"), "Batch size", "train-batch")
+                max_steps = _whole_number(
+                    _option(GANTrainConfig, "max_steps"),
+                    "Max steps",
+                    "train-steps",
                     minimum=0,
-                    label="Max steps",
                     info="stage 2: 0 = run the epochs",
-                    elem_id="train-steps",
                 )
             scale = gr.Radio([4, 8], value=4, label="Scale", visible=False, elem_id="train-scale")
             l1_only = gr.Checkbox(False, label="L1 only (no VGG)", visible=False, elem_id="train-l1")
             with gr.Accordion("More options", open=False):
-                epochs = gr.Number(
-                    _option(SRTrainConfig, "epochs").default,
-                    precision=0,
-                    minimum=1,
-                    label="Epochs (stage 2)",
-                    visible=False,
-                    elem_id="train-epochs",
+                epochs = _whole_number(
+                    _option(SRTrainConfig, "epochs"), "Epochs (stage 2)", "train-epochs", visible=False
                 )
-                log_every = gr.Number(
-                    _option(SRTrainConfig, "log_every").default,
-                    precision=0,
-                    minimum=1,
-                    label="Log every (steps)",
-                    elem_id="train-log-every",
-                )
+                log_every = _whole_number(_option(SRTrainConfig, "log_every"), "Log every (steps)", "train-log-every")
                 ablation = gr.Dropdown(
                     [TRAIN_NO_ABLATION, *Stage2Spec.ABLATIONS],
                     value=TRAIN_NO_ABLATION,
@@ -241,13 +231,11 @@ def build_tab(model_spec: gr.Textbox) -> None:
                     visible=False,
                     elem_id="train-ablation",
                 )
-                samples = gr.Number(
-                    60000,
-                    precision=0,
-                    minimum=1,
-                    label="Latents sampled for the centroid fit",
+                samples = _whole_number(
+                    _option(CentroidSpec, "num_samples"),
+                    "Latents sampled for the centroid fit",
+                    "train-samples",
                     visible=False,
-                    elem_id="train-samples",
                 )
             with gr.Row():
                 start = gr.Button("Start", variant="primary", min_width=80, elem_id="train-start")

@@ -1,2 +1,3 @@
-"""Benchmark scripts (run as ``python benchmarks/<name>.py``); a package so that tests and scripts can
-import the shared helpers as ``benchmarks.provenance`` and ``benchmarks.authors``."""
+"""Benchmark scripts, run as ``python benchmarks/<name>.py`` or ``python -m benchmarks.<name>``; a package so that
+scripts and tests import the shared helpers as ``benchmarks.<module>`` (``provenance``, ``authors``, ``bids_tree``,
+``launch``). Run as a script, each first puts the repository root on ``sys.path`` (see ``provenance``)."""

@@ -28,21 +28,18 @@ import json
 import sys
 from pathlib import Path
 
+if not __package__:  # run as a script: `benchmarks.…` imports need the repository root on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 import torch
 
+from benchmarks.provenance import Timer, command_line, header_line
 from transmrsr import TransMRSR
 from transmrsr.adapt import AdaptOptions
 from transmrsr.data.degradation import SliceProfile, simulate_acquisition
 from transmrsr.evaluation.metrics import psnr, ssim
 from transmrsr.inference import Acquisition, super_resolve_acquisition
-
-try:
-    from benchmarks.provenance import Timer, command_line, header_line
-except (
-    ImportError
-):  # run as `python benchmarks/any_factor.py`: this folder is on sys.path, the repository root may not be
-    from provenance import Timer, command_line, header_line
 
 REPO = Path(__file__).resolve().parents[1]
 AXIS = 2

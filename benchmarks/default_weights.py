@@ -19,23 +19,21 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
+
+if not __package__:  # run as a script: `benchmarks.…` imports need the repository root on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
 
+from benchmarks.provenance import Timer, provenance
 from transmrsr import TransMRSR
 from transmrsr.data import simulate_thick
 from transmrsr.data.packaged import held_out_t1
 from transmrsr.evaluation.evaluate import evaluate, score
 from transmrsr.inference import DEFAULT_FUSION, default_slice_axis, super_resolve
-
-try:
-    from benchmarks.provenance import Timer, provenance
-except (
-    ImportError
-):  # run as `python benchmarks/default_weights.py`: this folder is on sys.path, the repository root may not be
-    from provenance import Timer, provenance
 
 REPO = Path(__file__).resolve().parents[1]
 AXIS = 2  # axial in RAS

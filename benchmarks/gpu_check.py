@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if not __package__:  # run as a script: `benchmarks.…` imports need the repository root on sys.path
+    sys.path.insert(0, str(REPO))
 CARRY = REPO / ".gpu_carry"
 WHEELS = ("nibabel", "nilearn")
 
@@ -48,7 +50,6 @@ def prepare(authors: str | None) -> int:
         [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(wheels), *WHEELS],
         check=True,
     )
-    sys.path.insert(0, str(REPO))
     from benchmarks.authors import find_authors_repo
 
     src, why = find_authors_repo(authors, allow_clone=False)
@@ -148,7 +149,6 @@ def stage(name: str, cmd: list[str], out: Path, limit: int) -> str:
 def run(args: argparse.Namespace) -> int:
     out = Path(os.environ.get("OUT") or REPO / "gpu_out")
     out.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(REPO))
     ensure_imports()
     import torch
 

@@ -11,19 +11,18 @@ divided by the batch size.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+if not __package__:  # run as a script: `benchmarks.…` imports need the repository root on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.provenance import header_line, median_seconds
 from transmrsr import TransMRSR, TransMRSRConfig
-
-try:
-    from benchmarks.provenance import header_line, median_seconds
-except (
-    ImportError
-):  # run as `python benchmarks/model_table.py`: this folder is on sys.path, the repository root may not be
-    from provenance import header_line, median_seconds
 
 AUTHORS = {"parameters_m": 160.84, "gflops": 240.4, "cpu_ms": 3480.0}
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+if not __package__:  # run as a script: `benchmarks.…` imports need the repository root on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import matplotlib
 
@@ -17,16 +21,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from benchmarks.provenance import header_line
 from transmrsr import TransMRSR
 from transmrsr.data.degradation import interpolate_to_grid, simulate_thick
 from transmrsr.data.io import load_mask, load_volume
 from transmrsr.data.normalization import IntensityScaler
 from transmrsr.inference import super_resolve_slices
-
-try:
-    from benchmarks.provenance import header_line
-except ImportError:  # run as `python benchmarks/phi_figure.py`: this folder is on sys.path
-    from provenance import header_line
 
 AXIS, PLANE = 2, 1  # thick axial slices (RAS), coronal planes shown (the plane the network runs on)
 

@@ -6,14 +6,14 @@ into ``RESULTS.md`` says where it was measured. Then a timer (:class:`Timer`, :f
 that waits for queued CUDA kernels, and the process's peak memory (:func:`reset_peak_memory`,
 :func:`peak_memory_mb`): resident-set high-water mark on CPU, ``torch.cuda.max_memory_allocated`` on GPU.
 
-Scripts import it as ``benchmarks.provenance`` when the repository root is on ``sys.path`` (tests,
-``python -m``) and as the sibling ``provenance`` when run as ``python benchmarks/X.py`` (the script's
-folder is then on ``sys.path``)::
+Scripts import it as ``benchmarks.provenance``, whether run as ``python benchmarks/X.py``, as
+``python -m benchmarks.X`` or imported by the tests; run as a script (only the script's folder on
+``sys.path``), each first puts the repository root there::
 
-    try:
-        from benchmarks.provenance import header_line
-    except ImportError:  # run as a script: this folder is on sys.path, the repository root may not be
-        from provenance import header_line
+    if not __package__:  # run as a script: `benchmarks.…` imports need the repository root on sys.path
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+    from benchmarks.provenance import header_line
 """
 
 from __future__ import annotations

@@ -46,9 +46,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+if not __package__:  # run as a script: `benchmarks.…` imports need the repository root on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 import torch
 
+from benchmarks.provenance import Timer, command_line, provenance
 from transmrsr.cli import main as transmrsr_cli
 from transmrsr.config import SRTrainConfig
 from transmrsr.data import simulate_thick
@@ -58,11 +62,6 @@ from transmrsr.data.packaged import DEFAULT_TEST, held_out_t1
 from transmrsr.evaluation.evaluate import MethodScores, score
 from transmrsr.inference import default_slice_axis, super_resolve
 from transmrsr.models import EDSR, TransMRSR, load_sr_model
-
-try:
-    from benchmarks.provenance import Timer, command_line, provenance
-except ImportError:  # run as `python benchmarks/quality.py`: this folder is on sys.path, the repository root may not be
-    from provenance import Timer, command_line, provenance
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+if not __package__:  # run as a script: `benchmarks.…` imports need the repository root on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-try:
-    from benchmarks.provenance import Timer, header_line
-except (
-    ImportError
-):  # run as `python benchmarks/real_acquisitions.py`: this folder is on sys.path, the repository root may not be
-    from provenance import Timer, header_line
+from benchmarks.provenance import Timer, header_line
 
 IDS = (
     "t2w2mm",

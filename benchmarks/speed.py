@@ -51,54 +51,39 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+if not __package__:  # run as a script: `benchmarks.…` imports need the repository root on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 from torch import nn
 
+from benchmarks.authors import (
+    AUTHORS_CACHE,
+    AUTHORS_ENV,
+    CHECK_PHI,
+    AuthorsGrey,
+    authors_to_ours,
+    authors_unused_modules,
+    build_authors_tgp7,
+    config_for_authors,
+    count_params,
+    find_authors_repo,
+    perturb_,
+    set_authors_centroids,
+    set_position_tables,
+)
+from benchmarks.provenance import (
+    Timer,
+    header_line,
+    median_seconds,
+    peak_memory_mb,
+    reset_peak_memory,
+    reset_peak_rss,
+    sync,
+)
 from transmrsr import TransMRSR, TransMRSRConfig
-
-try:
-    from benchmarks.authors import (
-        AUTHORS_CACHE,
-        AUTHORS_ENV,
-        CHECK_PHI,
-        AuthorsGrey,
-        authors_to_ours,
-        authors_unused_modules,
-        build_authors_tgp7,
-        config_for_authors,
-        count_params,
-        find_authors_repo,
-        perturb_,
-        set_authors_centroids,
-        set_position_tables,
-    )
-    from benchmarks.provenance import (
-        Timer,
-        header_line,
-        median_seconds,
-        peak_memory_mb,
-        reset_peak_memory,
-        reset_peak_rss,
-        sync,
-    )
-except ImportError:  # run as `python benchmarks/speed.py`: this folder is on sys.path, the repository root may not be
-    from authors import (
-        AUTHORS_CACHE,
-        AUTHORS_ENV,
-        CHECK_PHI,
-        AuthorsGrey,
-        authors_to_ours,
-        authors_unused_modules,
-        build_authors_tgp7,
-        config_for_authors,
-        count_params,
-        find_authors_repo,
-        perturb_,
-        set_authors_centroids,
-        set_position_tables,
-    )
-    from provenance import Timer, header_line, median_seconds, peak_memory_mb, reset_peak_memory, reset_peak_rss, sync
 
 PRESET_ORDER = ("tiny", "small", "paper")
 MODES_CUDA = ("fp32", "bf16", "compile")

@@ -9,19 +9,18 @@ of L1 + VGG19 content/style (random VGG weights: the cost is the same) and of L1
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+if not __package__:  # run as a script: `benchmarks.…` imports need the repository root on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 import torch.nn.functional as F
 
+from benchmarks.provenance import header_line, median_seconds
 from transmrsr import Discriminator, StyleSwinGenerator, TransMRSR, TransMRSRConfig
 from transmrsr.losses import PerceptualLoss, VGG19Features, d_logistic_loss, g_nonsaturating_loss
-
-try:
-    from benchmarks.provenance import header_line, median_seconds
-except (
-    ImportError
-):  # run as `python benchmarks/training_speed.py`: this folder is on sys.path, the repository root may not be
-    from provenance import header_line, median_seconds
 
 
 def timed(fn, steps: int) -> float:

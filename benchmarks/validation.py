@@ -20,23 +20,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+if not __package__:  # run as a script: `benchmarks.…` imports need the repository root on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
 
+from benchmarks.provenance import Timer, header_line
 from transmrsr import TransMRSR
 from transmrsr.data.degradation import simulate_thick
 from transmrsr.data.io import load_mask, load_volume
 from transmrsr.evaluation.evaluate import evaluate
 from transmrsr.inference import DEFAULT_FUSION, super_resolve
-
-try:
-    from benchmarks.provenance import Timer, header_line
-except (
-    ImportError
-):  # run as `python benchmarks/validation.py`: this folder is on sys.path, the repository root may not be
-    from provenance import Timer, header_line
 
 AXIS = 2  # axial in RAS: prepared volumes are RAS
 

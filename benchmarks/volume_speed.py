@@ -11,20 +11,19 @@ peak resident memory.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+if not __package__:  # run as a script: `benchmarks.…` imports need the repository root on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
+from benchmarks.provenance import Timer, header_line, peak_rss_mb
 from transmrsr import TransMRSR, TransMRSRConfig
 from transmrsr.data import simulate_thick
 from transmrsr.data.packaged import held_out_t1
 from transmrsr.inference import super_resolve
-
-try:
-    from benchmarks.provenance import Timer, header_line, peak_rss_mb
-except (
-    ImportError
-):  # run as `python benchmarks/volume_speed.py`: this folder is on sys.path, the repository root may not be
-    from provenance import Timer, header_line, peak_rss_mb
 
 
 def main() -> None:

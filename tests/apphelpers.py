@@ -1,14 +1,22 @@
-"""Shared by the app tests: a real ``python app.py`` on a free port, and Debian's Chromium."""
+"""Shared by the app tests: a real ``python app.py`` on a free port, Debian's Chromium, and reading what the
+page shows (uploads run, canvas pixels, pictures and downloads fetched from the server)."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import gzip
+import io
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; never `playwright install`
@@ -21,6 +29,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+VV = "#viewer .vv"  # the Super-resolve tab's viewer (appui/viewer.js)
+CROSS = (64, 224, 64)  # the crosshair's colour (appui/viewer.js)
 
 
 def free_port() -> int:
@@ -89,11 +99,61 @@ class App:
         self.proc = None
 
 
+@contextlib.contextmanager
+def running_app(work: Path, model: Path | None = None, args: Sequence[str] = (), **env: str) -> Iterator[App]:
+    """A started ``python app.py [args]`` (:func:`app_env` in the folder ``work``, its log ``work/server.log``)
+    serving ``model`` (TRANSMRSR_MODEL; None: the bundled weights), its annotations in ``work/annotations``
+    unless ``env`` says otherwise; stopped on leaving. The app's ``work`` and ``annotations`` are kept on it."""
+    work.mkdir(parents=True, exist_ok=True)
+    env = {"TRANSMRSR_ANNOTATIONS": str(work / "annotations"), **env}
+    if model is not None:
+        env["TRANSMRSR_MODEL"] = str(model)
+    app = App(app_env(work, **env), log=work / "server.log", args=list(args))
+    app.work, app.annotations = work, Path(env["TRANSMRSR_ANNOTATIONS"])
+    app.start()
+    try:
+        yield app
+    finally:
+        app.stop()
+
+
+def run_file(page, path: Path) -> None:
+    """Upload ``path`` in the Super-resolve tab, press Run, wait until the viewer has drawn the new case."""
+    from playwright.sync_api import expect
+
+    upload = page.locator("#volume-upload")
+    if upload.get_by_role("button", name="Clear").count():
+        upload.get_by_role("button", name="Clear").click()
+    page.locator("#volume-upload input[type=file]").set_input_files(str(path))
+    expect(upload).to_contain_text(path.name.split(".")[0], timeout=30_000)
+    page.locator("#run").click()
+    expect(page.locator("#case-info")).to_contain_text(path.name.split(".")[0], timeout=120_000)
+    page.wait_for_function(
+        """sel => { const v = document.querySelector(sel);
+        return v && v.dataset.cursor && [...v.querySelectorAll('canvas[data-tag]')].every(c => c.dataset.tag); }""",
+        arg=VV,
+        timeout=60_000,
+    )
+
+
+def fetch(url: str) -> bytes:
+    """The bytes the server sends for ``url`` (a picture, a download)."""
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return resp.read()
+
+
+def canvas_rgb(loc) -> np.ndarray:
+    """A canvas' pixels, ``(H, W, 3)`` uint8 (read back as PNG: lossless)."""
+    from PIL import Image
+
+    url = loc.evaluate("c => c.toDataURL('image/png')")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
+
+
 def gzip_bomb(path: Path) -> Path:
     """65 KB on disk: a header claiming 1024 x 1024 x 480 int16 (within the per-axis and voxel-count
     limits, 1,920 MiB as float32) followed by 64 MB of zeros."""
     import nibabel as nib
-    import numpy as np
 
     hdr = nib.Nifti1Header()
     hdr.set_data_shape((1024, 1024, 480))

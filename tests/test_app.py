@@ -10,22 +10,17 @@ import numpy as np
 import pytest
 
 from transmrsr import TransMRSR
-from transmrsr.studio import panels, phi_sweep, reader_image, reader_items, run_case
+from transmrsr.studio import CaseOptions, panels, phi_sweep, reader_image, reader_items, run_case
 
-from apphelpers import App, app_env, viewer_panel
+from apphelpers import running_app, viewer_panel
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def server(tiny_dir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("work")
-    app = App(
-        app_env(work, TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_ANNOTATIONS=str(work / "annotations")),
-        log=work / "server.log",
-    )
-    yield app.start()
-    app.stop()
+    with running_app(tmp_path_factory.mktemp("work"), tiny_dir) as app:
+        yield app.url
 
 
 def test_super_resolve_endpoint_returns_nifti_on_the_hr_grid(server, t1_crop):
@@ -60,7 +55,7 @@ def test_bad_upload_is_a_clear_error(server, tmp_path):
 
 def test_studio_panels_phi_and_sweep(tiny_dir, t1_crop, tmp_path, one_torch_thread):
     model = TransMRSR.from_pretrained(tiny_dir)
-    case = run_case(t1_crop, model, tmp_path / "one", scale=4, phi=0.5, fusion=False)
+    case = run_case(t1_crop, model, tmp_path / "one", CaseOptions(scale=4, phi=0.5, fusion=False))
     assert case.sr_path.is_file() and case.slice_axis == 1 and case.hr is not None and not case.fusion
     p = panels(case, model, "coronal", 20)
     assert p["lr"].shape == p["sr"].shape == p["hr"].shape and p["lr"].ndim == 3
@@ -82,7 +77,7 @@ def test_studio_panels_phi_and_sweep(tiny_dir, t1_crop, tmp_path, one_torch_thre
     with pytest.raises(ValueError, match="coronal"):
         phi_sweep(case, model, "axial", 20)
     # the default run fuses both planes: its volume differs; φ previews and the sweep stay one-plane
-    fused = run_case(t1_crop, model, tmp_path / "fused", scale=4, phi=0.5)
+    fused = run_case(t1_crop, model, tmp_path / "fused", CaseOptions(scale=4, phi=0.5))
     assert fused.fusion and not np.array_equal(panels(fused, model, "coronal", 20)["sr"], same)
     assert np.array_equal(panels(fused, model, "coronal", 20, phi=0.0)["sr"], other)
     fused_gallery = phi_sweep(fused, model, "coronal", 20)
@@ -106,7 +101,7 @@ def test_thick_slice_upload_uses_its_header(tiny_dir, t1_crop, tmp_path, one_tor
     lr = tmp_path / "thick.nii.gz"
     simulate_file(t1_crop, lr, 4, 2)
     model = TransMRSR.from_pretrained(tiny_dir)
-    case = run_case(lr, model, tmp_path / "out", scale=8)
+    case = run_case(lr, model, tmp_path / "out", CaseOptions(scale=8))
     assert (case.axis, case.factor, case.simulated, case.hr) == (2, 4, False, None)
     assert nib.load(str(case.sr_path)).shape == nib.load(str(t1_crop)).shape
     axial = panels(case, model, "axial", 10)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
-import urllib.request
 from pathlib import Path
 
 import nibabel as nib
@@ -15,28 +13,18 @@ import pytest
 from transmrsr.annotations import AnnotationStore, Reading
 from transmrsr.studio import Case, painted_region, reader_image, reader_items
 
-from apphelpers import App, viewer_panel
+from apphelpers import fetch, run_file, running_app
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def app(tiny_dir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("work")
-    env = dict(
-        os.environ,
-        TRANSMRSR_MODEL=str(tiny_dir),
-        OMP_NUM_THREADS="1",
-        GRADIO_ANALYTICS_ENABLED="False",
-        TRANSMRSR_WORK_DIR=str(work),
-        HF_HUB_OFFLINE="1",
-    )
-    annotations = tmp_path_factory.mktemp("study") / "annotations"
-    server = App(env, log=work / "server.log", args=["--annotations", str(annotations), "--study-operator"])
-    server.work, server.annotations = work, annotations
-    server.start()
-    yield server
-    server.stop()
+    annotations = tmp_path_factory.mktemp("study") / "annotations"  # --annotations wins over the environment's
+    args = ["--annotations", str(annotations), "--study-operator"]
+    with running_app(tmp_path_factory.mktemp("work"), tiny_dir, args=args) as server:
+        server.annotations = annotations
+        yield server
 
 
 def open_annotate(browser, url):
@@ -129,9 +117,7 @@ def test_blinded_reading_with_a_painted_region_survives_a_restart(app, browser, 
 
     page = browser.new_page(viewport={"width": 1500, "height": 1100})
     page.goto(app.url)
-    page.locator("#volume-upload input[type=file]").set_input_files(str(t1_crop))
-    page.locator("#run").click()
-    expect(page.locator(viewer_panel("sr"))).to_be_visible(timeout=120_000)
+    run_file(page, t1_crop)
     page.get_by_role("tab", name="Annotate").click()
     expect(page.locator("#ann-status")).to_contain_text("coronal slice 28 of 56", timeout=60_000)
     expect(page.locator("#ann-image-a img")).to_be_visible()
@@ -199,8 +185,7 @@ def test_blinded_reading_with_a_painted_region_survives_a_restart(app, browser, 
     expect(page.locator("#ann-summary")).to_contain_text(row["method"], timeout=30_000)
     page.locator("#ann-export-csv").click()
     expect(page.locator("#ann-csv a")).to_have_count(1, timeout=30_000)
-    with urllib.request.urlopen(page.locator("#ann-csv a").first.get_attribute("href"), timeout=30) as resp:
-        csv_text = resp.read().decode()
+    csv_text = fetch(page.locator("#ann-csv a").first.get_attribute("href")).decode()
     assert "Dr. Test" in csv_text and "bright blob" in csv_text
     page.locator("#ann-export-labels").click()
     expect(page.locator("#ann-labels")).to_contain_text(f"{case_id}_annotations.nii", timeout=30_000)

@@ -16,7 +16,7 @@ from transmrsr.data.degradation import resample_axis
 from transmrsr.inference import DEFAULT_FUSION, super_resolve_acquisition_file
 from transmrsr.studio import plan_volume
 
-from apphelpers import App, app_env
+from apphelpers import running_app
 
 STEPS = 2
 
@@ -45,19 +45,8 @@ def sha(path) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_dir):
     """``python app.py`` on the tiny model (TRANSMRSR_MODEL), adaptation shortened to a few steps."""
-    work = tmp_path_factory.mktemp("work")
-    app = App(
-        app_env(
-            work,
-            TRANSMRSR_MODEL=str(tiny_dir),
-            TRANSMRSR_ADAPT_STEPS=str(STEPS),
-            TRANSMRSR_ANNOTATIONS=str(work / "annotations"),
-        ),
-        log=work / "server.log",
-    )
-    app.start()
-    yield app
-    app.stop()
+    with running_app(tmp_path_factory.mktemp("work"), tiny_dir, TRANSMRSR_ADAPT_STEPS=str(STEPS)) as app:
+        yield app
 
 
 def test_plan_serves_any_factor_with_the_bundled_weights(t1_crop, tmp_path):

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from apphelpers import REPO, App, app_env, viewer_panel
+from apphelpers import REPO, running_app, viewer_panel
 
 SCREENSHOT = REPO / "docs" / "super-resolve-tab.png"
 
@@ -22,12 +22,8 @@ def shipped_app(tmp_path_factory):
     for scale in (4, 8):
         weights = REPO / "checkpoints" / f"transmrsr-small-t1-x{scale}" / "model.safetensors"
         assert weights.is_file(), f"{weights} is missing: the app must run on bundled weights"
-    work = tmp_path_factory.mktemp("work")
-    env = app_env(work, TRANSMRSR_ANNOTATIONS=str(work / "annotations"))
-    app = App(env, log=work / "server.log")
-    app.start()
-    yield app
-    app.stop()
+    with running_app(tmp_path_factory.mktemp("work")) as app:
+        yield app
 
 
 def _metric(page, method: str) -> float:

@@ -24,7 +24,7 @@ from transmrsr.data.dicom import dcm2niix_command  # noqa: E402
 from transmrsr.inference import DEFAULT_FUSION, super_resolve_acquisition_file  # noqa: E402
 from transmrsr.studio import plan_volume  # noqa: E402
 
-from apphelpers import App, app_env  # noqa: E402
+from apphelpers import running_app  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "dicom"
 PHILIPS = DATA / "philips_epi_9slices.zip"
@@ -36,15 +36,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_dir):
     """``python app.py`` serving the tiny model (TRANSMRSR_MODEL: it runs at the upload's own integer factor)."""
-    work = tmp_path_factory.mktemp("work")
-    app = App(
-        app_env(work, TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_ANNOTATIONS=str(work / "annotations")),
-        log=work / "server.log",
-    )
-    app.work = work
-    app.start()
-    yield app
-    app.stop()
+    with running_app(tmp_path_factory.mktemp("work"), tiny_dir) as app:
+        yield app
 
 
 def by_hand(zip_path: Path, folder: Path) -> Path:

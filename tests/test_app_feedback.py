@@ -6,7 +6,6 @@ by a new upload, a sentence instead of empty HR panels, a warning for inputs out
 from __future__ import annotations
 
 import io
-import urllib.request
 
 import numpy as np
 import pytest
@@ -14,32 +13,25 @@ import pytest
 from transmrsr import TransMRSR
 from transmrsr.inference import simulate_file
 from transmrsr.mpr import Orientation
-from transmrsr.studio import run_case
+from transmrsr.studio import CaseOptions, run_case
 from transmrsr.viewer import to_rgb, window
 
-from apphelpers import App, app_env, viewer_panel
+from apphelpers import fetch, running_app, viewer_panel
 
 VIEWPORT = {"width": 1280, "height": 800}
 
 
 @pytest.fixture(scope="module")
 def server(tiny_dir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("work")
-    app = App(
-        app_env(work, TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_ANNOTATIONS=str(work / "annotations")),
-        log=work / "server.log",
-    )
-    app.start()
-    yield app
-    app.stop()
+    with running_app(tmp_path_factory.mktemp("work"), tiny_dir) as app:
+        yield app
 
 
 def _png(url: str) -> tuple[str, np.ndarray]:
     from PIL import Image
 
-    with urllib.request.urlopen(url, timeout=30) as resp:
-        img = Image.open(io.BytesIO(resp.read()))
-        return img.format, np.asarray(img.convert("RGB"))
+    img = Image.open(io.BytesIO(fetch(url)))
+    return img.format, np.asarray(img.convert("RGB"))
 
 
 def _shown_rect(img) -> tuple[float, float, float, float]:
@@ -87,7 +79,7 @@ def test_run_progress_layout_panels_and_slider(server, browser, tiny_dir, t1_cro
     fmt, shown = _png(imgs.nth(0).get_attribute("src"))
     assert fmt == "PNG"
     model = TransMRSR.from_pretrained(tiny_dir)
-    case = run_case(t1_crop, model, tmp_path / "local", scale=4, phi=0.9, fusion=False)
+    case = run_case(t1_crop, model, tmp_path / "local", CaseOptions(scale=4, phi=0.9, fusion=False))
     orient = Orientation(case.affine, case.shape)
     lr = orient.display(np.take(case.interp, 28, axis=orient.planes["coronal"].axis), "coronal")
     assert np.array_equal(shown, to_rgb(window(lr, *case.window), orient.planes["coronal"].spacing))

@@ -25,7 +25,7 @@ from transmrsr.serving import (
     resolve_model,
 )
 
-from apphelpers import REPO, App, app_env, viewer_panel
+from apphelpers import REPO, run_file, running_app, viewer_panel
 
 
 def _wait(cond, timeout: float = 30.0, step: float = 0.5) -> bool:
@@ -40,19 +40,8 @@ def _wait(cond, timeout: float = 30.0, step: float = 0.5) -> bool:
 @pytest.fixture(scope="module")
 def server(tiny_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
-    app = App(
-        app_env(
-            work,
-            TRANSMRSR_MODEL=str(tiny_dir),
-            TRANSMRSR_ANNOTATIONS=str(work / "annotations"),
-            GRADIO_TEMP_DIR=str(work / "gradio-cache"),
-        ),
-        log=work / "server.log",
-    )
-    app.work = work
-    app.start()
-    yield app
-    app.stop()
+    with running_app(work, tiny_dir, GRADIO_TEMP_DIR=str(work / "gradio-cache")) as app:
+        yield app
 
 
 def _same_name_uploads(t1_crop: Path, tmp_path: Path) -> tuple[Path, Path]:
@@ -94,7 +83,6 @@ def test_two_users_with_the_same_file_name_never_share_a_result(server, t1_crop,
 def test_closing_the_tab_deletes_the_session_folder(server, browser, t1_crop, tmp_path):
     """Closing the tab deletes the session's folder and its upload in Gradio's cache (by then,
     not only by age)."""
-    from playwright.sync_api import expect
 
     own = tmp_path / "closing_tab_upload.nii.gz"  # a name (and bytes) no other session uploads
     img = nib.load(str(t1_crop))
@@ -104,9 +92,7 @@ def test_closing_the_tab_deletes_the_session_folder(server, browser, t1_crop, tm
     before = set(os.listdir(sessions))
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.goto(server.url)
-    page.locator("#volume-upload input[type=file]").set_input_files(str(t1_crop))
-    page.locator("#run").click()
-    expect(page.locator(viewer_panel("sr"))).to_be_visible(timeout=120_000)
+    run_file(page, t1_crop)
     mine = set(os.listdir(sessions)) - before
     assert len(mine) == 1 and any((sessions / n).iterdir() for n in mine)
     uploads = list((server.work / "gradio-cache").rglob(own.name))
@@ -127,24 +113,16 @@ def test_uploads_and_leftovers_are_deleted_by_age(tiny_dir, t1_crop, tmp_path, o
     (stale / "old_sr_x4.nii.gz").write_bytes(b"x")
     old = time.time() - 86400
     os.utime(stale, (old, old))
-    env = app_env(
-        work,
-        TRANSMRSR_MODEL=str(tiny_dir),
-        TRANSMRSR_SESSION_TTL="3",
-        GRADIO_TEMP_DIR=str(cache),
-        TRANSMRSR_ANNOTATIONS=str(tmp_path / "annotations"),
+    env = dict(
+        TRANSMRSR_SESSION_TTL="3", GRADIO_TEMP_DIR=str(cache), TRANSMRSR_ANNOTATIONS=str(tmp_path / "annotations")
     )
-    app = App(env, log=tmp_path / "server.log")
-    app.start()
-    try:
+    with running_app(work, tiny_dir, **env) as app:
         assert _wait(lambda: not stale.exists(), timeout=10), "a leftover of an earlier process survived the restart"
         Client(app.url, verbose=False).predict(handle_file(str(t1_crop)), 4, 0.9, api_name="/super_resolve")
         uploads = [p for p in cache.rglob("t1_crop.nii.gz")]
         assert uploads and list((work / "sessions").iterdir())
         assert _wait(lambda: not any(p.exists() for p in uploads), timeout=40), "the upload cache was not cleaned"
         assert _wait(lambda: not list((work / "sessions").iterdir()), timeout=40), "the API session's folder stayed"
-    finally:
-        app.stop()
 
 
 def test_public_server_loads_no_server_path(tiny_dir, browser, t1_crop, tmp_path):
@@ -152,16 +130,8 @@ def test_public_server_loads_no_server_path(tiny_dir, browser, t1_crop, tmp_path
 
     other = Path(shutil.copytree(tiny_dir, tmp_path / "secret-weights"))
     (other / "README.md").write_text("# SECRET CARD\n")
-    env = app_env(
-        tmp_path / "work",
-        TRANSMRSR_PUBLIC="1",
-        TRANSMRSR_MODEL=str(tiny_dir),
-        TRANSMRSR_ALLOWED_MODELS="someone/allowed-model",
-        TRANSMRSR_ANNOTATIONS=str(tmp_path / "ann"),
-    )
-    app = App(env, log=tmp_path / "server.log")
-    app.start()
-    try:
+    env = dict(TRANSMRSR_PUBLIC="1", TRANSMRSR_ALLOWED_MODELS="someone/allowed-model")
+    with running_app(tmp_path / "work", tiny_dir, TRANSMRSR_ANNOTATIONS=str(tmp_path / "ann"), **env) as app:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(app.url)
         box = page.locator("#model-spec textarea, #model-spec input").first
@@ -182,9 +152,7 @@ def test_public_server_loads_no_server_path(tiny_dir, browser, t1_crop, tmp_path
         page.get_by_role("tab", name="About").click()
         assert "SECRET CARD" not in page.locator("#model-card").inner_text()
         page.close()
-    finally:
-        app.stop()
-    assert "SECRET" not in (tmp_path / "server.log").read_text()
+    assert "SECRET" not in app.log_path.read_text()
 
 
 def test_session_end_frees_the_case_in_memory(tiny_dir, browser, t1_crop, tmp_path, monkeypatch, one_torch_thread):

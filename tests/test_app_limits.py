@@ -15,7 +15,7 @@ from pathlib import Path
 import nibabel as nib
 import pytest
 
-from apphelpers import App, app_env, gzip_bomb
+from apphelpers import gzip_bomb, running_app
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status")
 
@@ -57,14 +57,8 @@ def peak_during(pid: int, request) -> tuple[float, float, object]:
 
 @pytest.fixture(scope="module")
 def server(tiny_dir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("work")
-    app = App(
-        app_env(work, TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_ANNOTATIONS=str(work / "annotations")),
-        log=work / "server.log",
-    )
-    url = app.start()
-    yield app, url
-    app.stop()
+    with running_app(tmp_path_factory.mktemp("work"), tiny_dir) as app:
+        yield app, app.url
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ pytest.importorskip("gradio_client")
 
 from transmrsr.data.dicom import dcm2niix_command  # noqa: E402
 
-from apphelpers import App, app_env  # noqa: E402
+from apphelpers import running_app  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 PDFSE = DATA / "thick" / "pdfse.nii.gz"
@@ -32,13 +32,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``python app.py`` as shipped: the bundled weights, no model configured."""
-    work = tmp_path_factory.mktemp("work")
-    env = app_env(work, TRANSMRSR_ANNOTATIONS=str(work / "annotations"))
-    env.pop("TRANSMRSR_MODEL", None)
-    app = App(env, log=work / "server.log")
-    app.start()
-    yield app
-    app.stop()
+    with running_app(tmp_path_factory.mktemp("work")) as app:
+        yield app
 
 
 def cli_sr(inp: Path, out: Path) -> nib.Nifti1Image:

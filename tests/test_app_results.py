@@ -11,19 +11,16 @@ import pytest
 
 from transmrsr import TransMRSR
 from transmrsr.inference import simulate_file
-from transmrsr.studio import plan_volume, run_case
+from transmrsr.studio import CaseOptions, plan_volume, run_case
 
-from apphelpers import REPO, App, app_env, free_port
+from apphelpers import REPO, free_port, running_app
 
 
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory):
     """``python app.py`` on the bundled weights (no TRANSMRSR_MODEL)."""
-    work = tmp_path_factory.mktemp("work")
-    app = App(app_env(work, TRANSMRSR_ANNOTATIONS=str(work / "annotations")), log=work / "server.log")
-    app.start()
-    yield app
-    app.stop()
+    with running_app(tmp_path_factory.mktemp("work")) as app:
+        yield app
 
 
 def thick(t1_crop, folder, factor: int):
@@ -48,7 +45,7 @@ def test_thick_upload_runs_the_network_of_its_header_factor(shipped, t1_crop, tm
     assert info["scale"] == 8 and not info["simulated_from_hr"], info
     assert info["model"] == "transmrsr-small-t1-x8" and len(info["model_version"]) == 12
     model8 = TransMRSR.from_pretrained(REPO / "checkpoints" / "transmrsr-small-t1-x8")
-    expected = run_case(lr8, model8, tmp_path / "local", scale=4, phi=0.9)
+    expected = run_case(lr8, model8, tmp_path / "local", CaseOptions(scale=4, phi=0.9))
     got = np.asarray(nib.load(sr_path).dataobj, dtype=np.float32)
     np.testing.assert_allclose(got, expected.sr, rtol=1e-4, atol=1e-3 * float(np.abs(expected.sr).max()))
 

@@ -8,7 +8,6 @@ import csv
 import hashlib
 import multiprocessing as mp
 import sqlite3
-import urllib.request
 
 import nibabel as nib
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 
 from transmrsr.annotations import COLUMNS, AnnotationStore, Reading
 
-from apphelpers import App, app_env, viewer_panel
+from apphelpers import fetch, run_file, running_app
 
 STUDY, OPERATOR = "reader-code-7", "operator-code-9"
 OLD_SCHEMA = """
@@ -122,21 +121,9 @@ def test_two_processes_painting_one_case_lose_nothing(tmp_path):
 # ---------------------------------------------------------------------------------------- the public app
 @pytest.fixture(scope="module")
 def public_app(tiny_dir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("work")
-    annotations = work / "annotations"
-    env = app_env(
-        work,
-        TRANSMRSR_MODEL=str(tiny_dir),
-        TRANSMRSR_PUBLIC="1",
-        TRANSMRSR_STUDY_CODE=STUDY,
-        TRANSMRSR_OPERATOR_CODE=OPERATOR,
-        TRANSMRSR_ANNOTATIONS=str(annotations),
-    )
-    app = App(env, log=work / "server.log")
-    app.annotations = annotations
-    app.start()
-    yield app
-    app.stop()
+    codes = dict(TRANSMRSR_STUDY_CODE=STUDY, TRANSMRSR_OPERATOR_CODE=OPERATOR)
+    with running_app(tmp_path_factory.mktemp("work"), tiny_dir, TRANSMRSR_PUBLIC="1", **codes) as app:
+        yield app
 
 
 def _toast(page, text: str) -> None:
@@ -152,9 +139,7 @@ def test_public_reader_study_is_blind_coded_and_recorded(public_app, browser, t1
 
     page = browser.new_page(viewport={"width": 1500, "height": 1100})
     page.goto(public_app.url)
-    page.locator("#volume-upload input[type=file]").set_input_files(str(t1_crop))
-    page.locator("#run").click()
-    expect(page.locator(viewer_panel("sr"))).to_be_visible(timeout=120_000)
+    run_file(page, t1_crop)
     page.get_by_role("tab", name="Annotate").click()
     expect(page.locator("#ann-status")).to_contain_text("coronal slice 28 of 56", timeout=60_000)
     page.locator("#ann-reader input, #ann-reader textarea").first.fill("Dr. Blind")
@@ -188,8 +173,7 @@ def test_public_reader_study_is_blind_coded_and_recorded(public_app, browser, t1
     expect(page.locator("#ann-summary")).to_be_visible(timeout=30_000)
     page.locator("#ann-export-csv").click()
     expect(page.locator("#ann-csv a")).to_have_count(1, timeout=30_000)
-    with urllib.request.urlopen(page.locator("#ann-csv a").first.get_attribute("href"), timeout=30) as resp:
-        text = resp.read().decode()
+    text = fetch(page.locator("#ann-csv a").first.get_attribute("href")).decode()
     page.close()
     row = next(csv.DictReader(text.splitlines()))
     sha = hashlib.sha256(t1_crop.read_bytes()).hexdigest()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from apphelpers import App, app_env
+from apphelpers import running_app
 from test_jobs import write_subjects
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,13 +38,10 @@ def runs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tiny_dir, runs, tmp_path_factory):
-    work = tmp_path_factory.mktemp("app")
-    env = app_env(work / "work", TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_ANNOTATIONS=str(work / "annotations"))
-    app = App(env, log=work / "server.log", args=["--enable-training"])
     try:
-        yield app.start()
+        with running_app(tmp_path_factory.mktemp("app"), tiny_dir, args=["--enable-training"]) as app:
+            yield app.url
     finally:
-        app.stop()
         # a job the app started outlives it (own process group): stop it by the pid it recorded
         for info in runs.glob("*/job.json"):
             pid = json.loads(info.read_text())["pid"]

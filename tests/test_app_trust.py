@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import urllib.request
 
 import nibabel as nib
 import numpy as np
@@ -20,12 +19,10 @@ import pytest
 from transmrsr.annotations import AnnotationStore, Reading
 from transmrsr.studio import Case, painted_region, reader_image
 
-from apphelpers import App, app_env
+from apphelpers import CROSS, VV, canvas_rgb, fetch, run_file, running_app
 
 SHAPE = (24, 28, 24)
 MARKER = (slice(16, 21), slice(12, 18), slice(10, 16))  # voxels (RAS): the patient's right of the centre
-VV = "#viewer .vv"
-CROSS = (64, 224, 64)  # the crosshair's colour (appui/viewer.js)
 
 
 def phantom() -> tuple[np.ndarray, np.ndarray]:
@@ -92,35 +89,8 @@ def test_reader_image_is_radiological_and_paint_maps_back_to_the_voxels(order, t
 # ---------------------------------------------------------------------------------------- the real app
 @pytest.fixture(scope="module")
 def server(tiny_dir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("work")
-    annotations = work / "annotations"
-    app = App(
-        app_env(work, TRANSMRSR_MODEL=str(tiny_dir)),
-        log=work / "server.log",
-        args=["--annotations", str(annotations), "--study-operator"],
-    )
-    app.annotations = annotations
-    app.start()
-    yield app
-    app.stop()
-
-
-def run_file(page, path) -> None:
-    from playwright.sync_api import expect
-
-    upload = page.locator("#volume-upload")
-    if upload.get_by_role("button", name="Clear").count():
-        upload.get_by_role("button", name="Clear").click()
-    page.locator("#volume-upload input[type=file]").set_input_files(str(path))
-    expect(upload).to_contain_text(path.name.split(".")[0], timeout=30_000)
-    page.locator("#run").click()
-    expect(page.locator("#case-info")).to_contain_text(path.name.split(".")[0], timeout=120_000)
-    page.wait_for_function(
-        """sel => { const v = document.querySelector(sel);
-        return v && v.dataset.cursor && [...v.querySelectorAll('canvas[data-tag]')].every(c => c.dataset.tag); }""",
-        arg=VV,
-        timeout=60_000,
-    )
+    with running_app(tmp_path_factory.mktemp("work"), tiny_dir, args=["--study-operator"]) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")
@@ -132,24 +102,12 @@ def page(server, browser, files, one_torch_thread):
     page.close()
 
 
-def fetch(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=30) as resp:
-        return resp.read()
-
-
 def nifti(url: str, tmp_path, name: str) -> nib.Nifti1Image:
     path = tmp_path / name
     path.write_bytes(fetch(url))
     img = nib.load(str(path))
     img.get_fdata()  # read now, while the file is there
     return img
-
-
-def canvas_rgb(loc) -> np.ndarray:
-    from PIL import Image
-
-    url = loc.evaluate("c => c.toDataURL('image/png')")
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
 
 
 def image_rgb(page, sel: str) -> np.ndarray:

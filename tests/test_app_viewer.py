@@ -9,21 +9,17 @@ HR panel shows the upload itself, so its pixels are known exactly.
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from apphelpers import REPO, App, app_env
+from apphelpers import CROSS, REPO, VV, canvas_rgb, run_file, running_app
 
 VIEWPORT = {"width": 1280, "height": 800}
 SHAPE = (40, 48, 40)
 MARKER = (slice(28, 34), slice(22, 30), slice(18, 26))  # voxels (RAS): right, anterior, superior of the centre
-CROSS = (64, 224, 64)  # the crosshair's colour (appui/viewer.js)
-VV = "#viewer .vv"
 SCREENSHOT = REPO / "docs" / "viewer.png"
 
 
@@ -52,33 +48,8 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tiny_dir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("work")
-    app = App(
-        app_env(work, TRANSMRSR_MODEL=str(tiny_dir), TRANSMRSR_ANNOTATIONS=str(work / "annotations")),
-        log=work / "server.log",
-    )
-    app.start()
-    yield app
-    app.stop()
-
-
-def run_file(page, path) -> None:
-    """Upload ``path``, press Run, wait until the viewer has drawn the new case."""
-    from playwright.sync_api import expect
-
-    upload = page.locator("#volume-upload")
-    if upload.get_by_role("button", name="Clear").count():
-        upload.get_by_role("button", name="Clear").click()
-    page.locator("#volume-upload input[type=file]").set_input_files(str(path))
-    expect(upload).to_contain_text(path.name.split(".")[0], timeout=30_000)
-    page.locator("#run").click()
-    expect(page.locator("#case-info")).to_contain_text(path.name.split(".")[0], timeout=120_000)
-    page.wait_for_function(
-        """sel => { const v = document.querySelector(sel);
-        return v && v.dataset.cursor && [...v.querySelectorAll('canvas[data-tag]')].every(c => c.dataset.tag); }""",
-        arg=VV,
-        timeout=60_000,
-    )
+    with running_app(tmp_path_factory.mktemp("work"), tiny_dir) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")
@@ -92,14 +63,6 @@ def page(server, browser, files, one_torch_thread):
 
 def canvas(page, layer: str, plane: str):
     return page.locator(f"{VV} .vv-cell[data-layer='{layer}'][data-plane='{plane}'] canvas")
-
-
-def rgb(loc) -> np.ndarray:
-    """The canvas' pixels, ``(H, W, 3)`` uint8 (read back as PNG: lossless)."""
-    from PIL import Image
-
-    url = loc.evaluate("c => c.toDataURL('image/png')")
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
 
 
 def marker_box(img: np.ndarray) -> tuple[int, int, int, int]:
@@ -129,12 +92,15 @@ def test_three_planes_zoom_and_pan_in_step(page):
         box = canvas(page, "hr", plane).bounding_box()
         assert box["width"] >= 300 and box["y"] < VIEWPORT["height"], (plane, box)  # readable at 1280x800
     f0 = int(dataset(page, "zoom"))
-    ax, co = marker_box(rgb(canvas(page, "hr", "axial"))), marker_box(rgb(canvas(page, "hr", "coronal")))
+    ax, co = marker_box(canvas_rgb(canvas(page, "hr", "axial"))), marker_box(canvas_rgb(canvas(page, "hr", "coronal")))
     # lossless blocks: 6 voxels of marker are exactly 6·f device pixels wide on both planes
     assert ax[1] - ax[0] + 1 == 6 * f0 and co[1] - co[0] + 1 == 6 * f0 and co[3] - co[2] + 1 == 8 * f0
     page.locator(f"{VV} [data-act='zoom-in']").click()
     assert int(dataset(page, "zoom")) == f0 + 1
-    ax2, co2 = marker_box(rgb(canvas(page, "hr", "axial"))), marker_box(rgb(canvas(page, "hr", "coronal")))
+    ax2, co2 = (
+        marker_box(canvas_rgb(canvas(page, "hr", "axial"))),
+        marker_box(canvas_rgb(canvas(page, "hr", "coronal"))),
+    )
     assert ax2[1] - ax2[0] + 1 == 6 * (f0 + 1) and co2[1] - co2[0] + 1 == 6 * (f0 + 1)
     # pan: Shift-drag the axial picture 30 px right; the coronal one (same left-right axis) follows
     box = canvas(page, "hr", "axial").bounding_box()
@@ -146,12 +112,15 @@ def test_three_planes_zoom_and_pan_in_step(page):
     page.mouse.move(cx + 30, cy, steps=3)
     page.mouse.up()
     page.keyboard.up("Shift")
-    ax3, co3 = marker_box(rgb(canvas(page, "hr", "axial"))), marker_box(rgb(canvas(page, "hr", "coronal")))
+    ax3, co3 = (
+        marker_box(canvas_rgb(canvas(page, "hr", "axial"))),
+        marker_box(canvas_rgb(canvas(page, "hr", "coronal"))),
+    )
     assert abs((ax3[0] - ax2[0]) - 30) <= 1 and abs((co3[0] - co2[0]) - 30) <= 1, (ax2, ax3, co2, co3)
     assert ax3[2] == ax2[2]  # no vertical move
     assert dataset(page, "cursor") == "20,24,20"  # panning does not move the crosshair
     page.locator(f"{VV} [data-act='fit']").click()
-    assert int(dataset(page, "zoom")) == f0 and marker_box(rgb(canvas(page, "hr", "axial"))) == ax
+    assert int(dataset(page, "zoom")) == f0 and marker_box(canvas_rgb(canvas(page, "hr", "axial"))) == ax
 
 
 def test_window_level_presets_and_control(page):
@@ -161,7 +130,7 @@ def test_window_level_presets_and_control(page):
     probe = (y - 3 * f, x - 3 * f)  # a head voxel (value 100) beside the crosshair, off the marker
 
     def grey() -> tuple[int, ...]:
-        return tuple(int(v) for v in rgb(c)[probe])
+        return tuple(int(v) for v in canvas_rgb(c)[probe])
 
     level, width = page.locator(f"{VV} [data-ctl='level']"), page.locator(f"{VV} [data-ctl='width']")
     level.fill("150")
@@ -182,7 +151,7 @@ def test_error_overlay_on_the_sr_with_opacity_and_colour_bar(page):
     sr = canvas(page, "sr", "coronal")
 
     def coloured() -> int:
-        img = rgb(sr).astype(int)
+        img = canvas_rgb(sr).astype(int)
         colour = (img[..., 0] != img[..., 1]) | (img[..., 1] != img[..., 2])
         return int((colour & ~np.all(img == CROSS, axis=2)).sum())
 
@@ -205,7 +174,7 @@ def test_crosshair_click_moves_and_links_all_planes(page):
     set_ctl(page, "layout", "planes")
     set_ctl(page, "volume", "hr")
     ax, co, sa = canvas(page, "hr", "axial"), canvas(page, "hr", "coronal"), canvas(page, "hr", "sagittal")
-    before = {n: (c.get_attribute("data-tag"), rgb(c)) for n, c in (("coronal", co), ("sagittal", sa))}
+    before = {n: (c.get_attribute("data-tag"), canvas_rgb(c)) for n, c in (("coronal", co), ("sagittal", sa))}
     f = int(dataset(page, "zoom"))
     box = ax.bounding_box()
     x, y = int(box["width"] / 2 + 9.5 * f), int(box["height"] / 2 - 5.5 * f)  # 10 voxels left-to-right, 6 up
@@ -226,7 +195,7 @@ def test_crosshair_click_moves_and_links_all_planes(page):
     assert sa.get_attribute("data-cross-x") == ax.get_attribute("data-cross-y")
     for n, c in (("coronal", co), ("sagittal", sa)):
         tag, img = before[n]
-        assert c.get_attribute("data-tag") != tag and not np.array_equal(rgb(c), img), n  # a new slice is drawn
+        assert c.get_attribute("data-tag") != tag and not np.array_equal(canvas_rgb(c), img), n  # a new slice is drawn
     # the page follows: the note and the Slice slider of the compare plane (coronal: y)
     page.wait_for_function(
         "() => document.querySelector('#slice-note').innerText.includes('(10, 29, 20)')", timeout=30_000
@@ -262,16 +231,16 @@ def test_orientation_labels_and_pictures_from_the_affine_ras_and_las(page, files
         for plane, want in expected.items():
             assert labels(page, "hr", plane) == want, (name, plane)
         for plane in ("axial", "coronal"):
-            img = rgb(canvas(page, "hr", plane))
+            img = canvas_rgb(canvas(page, "hr", plane))
             c0, c1, r0, r1 = marker_box(img)  # the picture is centred on the grid's centre
             assert c1 < img.shape[1] / 2, f"{name} {plane}: the patient's right must be on the screen's left"
             assert (r0 + r1) / 2 < img.shape[0] / 2, f"{name} {plane}: anterior / superior must be up"
-        return rgb(canvas(page, "hr", "axial"))
+        return canvas_rgb(canvas(page, "hr", "axial"))
 
     ras = check("RAS")
     set_ctl(page, "orient", "neurological")
     assert labels(page, "hr", "axial")["left"] == "L" and labels(page, "hr", "sagittal")["left"] == "A"
-    img = rgb(canvas(page, "hr", "axial"))
+    img = canvas_rgb(canvas(page, "hr", "axial"))
     assert marker_box(img)[0] > img.shape[1] / 2  # the patient's right now on the right
     set_ctl(page, "orient", "radiological")
 
@@ -291,10 +260,7 @@ def test_readme_screenshot_with_the_bundled_weights(browser, tmp_path):
     fusion), three planes of the SR with the error overlay, at 1280×800 (minutes on a CPU)."""
     from playwright.sync_api import expect
 
-    work = tmp_path / "work"
-    app = App(app_env(work, TRANSMRSR_ANNOTATIONS=str(work / "annotations")), log=tmp_path / "server.log")
-    app.start()
-    try:
+    with running_app(tmp_path / "work") as app:
         page = browser.new_page(viewport=VIEWPORT)
         page.goto(app.url)
         page.locator("#volume-upload input[type=file]").set_input_files(
@@ -310,5 +276,3 @@ def test_readme_screenshot_with_the_bundled_weights(browser, tmp_path):
         page.wait_for_timeout(500)
         page.locator("#viewer").screenshot(path=str(SCREENSHOT))
         page.close()
-    finally:
-        app.stop()

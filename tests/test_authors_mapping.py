@@ -1,9 +1,9 @@
 """benchmarks/authors.py: finding the authors' code, its import stand-ins, and the map of their TGP7 weights into ours.
 
-The unit tests need none of the authors' code. The equivalence test builds their TGP7 from a local copy
+The unit tests need none of the authors' code. The equivalence tests build their TGP7 from a local copy
 of github.com/goddesshs/TransMRSR, found as benchmarks/speed.py finds it (``$TRANSMRSR_AUTHORS_REPO``,
-else ``~/.cache/transmrsr/authors``; never cloned here), and is skipped, with the reason, without one.
-It runs at a 64² canvas: every kind of part of the paper network, in about 20 s on one thread.
+else ``~/.cache/transmrsr/authors``; never cloned here), and are skipped, with the reason, without one.
+They run at a 64² canvas: every kind of part of the paper network, in about 20 s each on one thread.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from benchmarks import authors
 from transmrsr import TransMRSR, TransMRSRConfig
+from transmrsr.models.truncation import LatentTruncation
 
 SIZE = 64  # canvas of the equivalence test; TGP7's smallest that is quick (32² has more parameters, not fewer)
 TOLERANCE = 5e-5  # float32 sums over ~200 M weights in two different orders; observed ~1e-5
@@ -182,3 +183,30 @@ def test_their_weights_in_our_model_give_their_output(authors_root: Path, record
     )
     assert float((y_theirs - x).abs().max()) > 0.1  # a residual that is not negligible
     assert diff < TOLERANCE
+
+
+def test_they_pick_the_farthest_centroid_we_the_nearest(authors_root: Path, monkeypatch: pytest.MonkeyPatch):
+    """With distinct centroids their output is ours with the centroid selection turned to argmax (the farthest
+    centroid), and differs from ours (argmin, the nearest): the documented difference."""
+    torch.manual_seed(0)
+    theirs = authors.build_authors_tgp7(authors_root, size=SIZE).eval()
+    authors.perturb_(theirs, seed=1)  # biases, norms and the position scale alpha away from 0 / 1
+    cfg = authors.config_for_authors(SIZE)
+    ours, _ = authors.load_into_ours(theirs, cfg)  # our own position tables: theirs (the test above)
+    centroids = torch.randn(cfg.num_centroids, cfg.style_dim, generator=torch.Generator().manual_seed(4))
+    authors.set_authors_centroids(theirs, centroids)
+    ours.truncation.set_centroids(centroids)
+    x = torch.rand(1, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+
+    def farthest(self, latents):
+        flat = latents.reshape(-1, latents.shape[-1])
+        idx = torch.cdist(flat.float(), self.centroids.float()).argmax(dim=-1)
+        return self.centroids[idx].to(latents.dtype).reshape(latents.shape)
+
+    with torch.inference_mode():
+        y_theirs = authors.AuthorsGrey(theirs)(x)
+        y_nearest = ours(x, phi=authors.CHECK_PHI)
+        monkeypatch.setattr(LatentTruncation, "nearest", farthest)
+        y_farthest = ours(x, phi=authors.CHECK_PHI)
+    torch.testing.assert_close(y_farthest, y_theirs, rtol=0, atol=1e-4)
+    assert (y_nearest - y_theirs).abs().max() > 1e-3

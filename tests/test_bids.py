@@ -1,5 +1,5 @@
-"""``transmrsr sr-dataset``: BIDS trees made here from blocks of the ICBM152 2009a T1 (real MRI,
-shipped with nilearn), super-resolved with a tiny model into BIDS derivatives; resumed; with a
+"""``transmrsr sr-dataset``: BIDS trees of blocks of the ICBM152 2009a T1 (real MRI, shipped with nilearn;
+``benchmarks/bids_tree.py``), super-resolved with a tiny model into BIDS derivatives; resumed; with a
 bad volume among them; and sharded over two real CPU processes under torchrun."""
 
 from __future__ import annotations
@@ -8,70 +8,24 @@ import csv
 import datetime as dt
 import hashlib
 import json
-import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import T1
 
+from benchmarks.bids_tree import HEAD_STARTS, make_bids, thick_block
+from benchmarks.launch import cpu_env, sr_dataset, torchrun
 from transmrsr import __version__
 from transmrsr.cli import main
 from transmrsr.data.bids import BIDSError, derivative_path, find_inputs, split_name
-from transmrsr.data.degradation import simulate_thick, thick_affine
-
-REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def thick_block(start, size=(32, 40, 32), factor=4) -> nib.Nifti1Image:
-    """A block of the ICBM152 T1, averaged to ``factor`` mm slices along axis 2."""
-    img = nib.load(str(T1))
-    x, y, z = start
-    hr = np.asarray(img.dataobj, dtype=np.float32)[x : x + size[0], y : y + size[1], z : z + size[2]]
-    affine = img.affine.copy()
-    affine[:3, 3] += affine[:3, :3] @ np.array(start)
-    return nib.Nifti1Image(simulate_thick(hr, 2, factor), thick_affine(affine, 2, factor))
-
-
-def make_bids(root: Path, n: int = 3, bad: bool = True) -> list[Path]:
-    """A BIDS dataset: ``n`` thick T1w scans (one in a session with a run entity, one with a
-    sidecar giving 3 mm slices every 4 mm), a T2w, files that are not inputs, and (``bad``) a
-    T1w that is isotropic (nothing to super-resolve)."""
-    root.mkdir(parents=True)
-    (root / "dataset_description.json").write_text(json.dumps({"Name": "blocks", "BIDSVersion": "1.9.0"}))
-    made = []
-    starts = [(60, 80, 60), (70, 90, 66), (66, 84, 70), (74, 76, 62), (64, 88, 64), (72, 82, 58)]
-    for i in range(n):
-        sub = f"sub-{i + 1:02d}"
-        folder = root / sub / "ses-1" / "anat" if i == 1 else root / sub / "anat"
-        name = f"{sub}_ses-1_run-2_T1w.nii.gz" if i == 1 else f"{sub}_T1w.nii.gz"
-        folder.mkdir(parents=True)
-        nib.save(thick_block(starts[i]), folder / name)
-        made.append(folder / name)
-    (root / "sub-01" / "anat" / "sub-01_T1w.json").write_text(json.dumps({"SliceThickness": 3.0}))
-    nib.save(thick_block(starts[-1]), root / "sub-01" / "anat" / "sub-01_T2w.nii.gz")
-    (root / "sub-01" / "func").mkdir()
-    nib.save(thick_block(starts[-1]), root / "sub-01" / "func" / "sub-01_task-rest_T1w.nii.gz")  # not anat
-    (root / "derivatives" / "other" / "sub-01" / "anat").mkdir(parents=True)
-    nib.save(thick_block(starts[-1]), root / "derivatives" / "other" / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
-    if bad:
-        folder = root / "sub-99" / "anat"
-        folder.mkdir(parents=True)
-        iso = nib.load(str(T1))
-        block = np.asarray(iso.dataobj, dtype=np.float32)[60:92, 80:120, 60:92]
-        nib.save(nib.Nifti1Image(block, iso.affine), folder / "sub-99_T1w.nii.gz")
-        made.append(folder / "sub-99_T1w.nii.gz")
-    return made
 
 
 def read_summary(out: Path) -> list[dict]:
@@ -90,7 +44,7 @@ def test_bids_names_and_inputs(tmp_path):
     with pytest.raises(BIDSError):
         derivative_path("anat/scan_T1w.nii.gz")
     root = tmp_path / "raw"
-    make_bids(root, n=2)
+    make_bids(root, HEAD_STARTS[:2], extras=True, bad=True)
     got = [p.as_posix() for p in find_inputs(root, "T1w")]
     assert got == [
         "sub-01/anat/sub-01_T1w.nii.gz",
@@ -104,7 +58,7 @@ def test_bids_names_and_inputs(tmp_path):
 
 def test_sr_dataset_derivatives_sidecars_summary_and_resume(tmp_path, tiny_dir, capsys):
     root, out = tmp_path / "raw", tmp_path / "raw" / "derivatives" / "transmrsr"
-    inputs = make_bids(root, n=2)
+    inputs = make_bids(root, HEAD_STARTS[:2], extras=True, bad=True)
     t0 = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     rc = main(["sr-dataset", str(root), str(out), "--model", str(tiny_dir), "--no-fusion", "--phi", "0.5"])
     said = capsys.readouterr()
@@ -182,44 +136,11 @@ def test_sr_dataset_refuses_a_folder_that_is_not_bids(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and "not a BIDS dataset" in err[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_sr_dataset_two_cpu_processes_share_the_volumes(tmp_path, tiny_dir):
     root, out = tmp_path / "raw", tmp_path / "deriv"
-    inputs = make_bids(root, n=4)
-    env = dict(
-        os.environ,
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-        HF_HUB_OFFLINE="1",
-        PYTHONPATH=str(REPO) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""),
-    )
-    env.pop("TRANSMRSR_DEBUG", None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(_free_port()),
-        "-m",
-        "transmrsr",
-        "sr-dataset",
-        str(root),
-        str(out),
-        "--model",
-        str(tiny_dir),
-        "--no-fusion",
-        "--quiet",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    inputs = make_bids(root, HEAD_STARTS[:4], extras=True, bad=True)
+    cmd = [*torchrun(2), *sr_dataset(root, out, tiny_dir, "--no-fusion")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=cpu_env("TRANSMRSR_DEBUG"), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]  # a bad volume is a summary row, not a failed launch
     ours = [line for line in proc.stderr.splitlines() if line.startswith("transmrsr sr-dataset:")]
     assert len(ours) == 1 and "sub-99" in ours[0] and "isotropic" in ours[0], proc.stderr[-3000:]

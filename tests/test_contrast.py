@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from transmrsr.studio import contrast_guess, input_warnings, plan_volume, run_case
+from transmrsr.studio import CaseOptions, contrast_guess, input_warnings, plan_volume, run_case
 
 NOT_T1 = {
     # issue 17's names: a digit or separator right after the contrast word
@@ -135,5 +135,5 @@ def test_a_case_warns_from_its_sidecar(tmp_path, tiny_model):
     yy, xx = np.mgrid[:24, :24]
     _volume(img, np.repeat((100 + 50 * np.sin(xx / 3.0) * np.cos(yy / 4.0))[..., None], 6, axis=2).astype(np.float32))
     (tmp_path / "scan.json").write_text(json.dumps({"SeriesDescription": "FLAIR_3mm_ax"}))
-    case = run_case(img, tiny_model, tmp_path / "out", plan=plan_volume(img, 4), fusion=False, served=(4,))
+    case = run_case(img, tiny_model, tmp_path / "out", CaseOptions(plan=plan_volume(img, 4), fusion=False, served=(4,)))
     assert case.factor == 4 and any("its sidecar's SeriesDescription says FLAIR" in w for w in case.warnings)

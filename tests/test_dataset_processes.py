@@ -10,18 +10,16 @@ does on GPUs, and ``--device cpu`` keeps them on the CPU wherever it runs."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from test_bids import _free_port, make_bids, read_summary
+from test_bids import read_summary
 
+from benchmarks.bids_tree import HEAD_STARTS, make_bids
+from benchmarks.launch import accelerate_launch, cpu_env, sr_dataset
 from transmrsr.data.bids import derivative_path
-
-REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate is not installed")
 
@@ -29,41 +27,10 @@ pytestmark = pytest.mark.skipif(shutil.which("accelerate") is None, reason="acce
 def launch(tmp: Path, root: Path, out: Path, model: Path, *mode: str) -> subprocess.CompletedProcess:
     """``accelerate launch <mode> -m transmrsr sr-dataset ...`` with no accelerate config file
     (HF_HOME in ``tmp``), one torch thread per process, offline."""
-    env = dict(
-        os.environ,
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-        HF_HUB_OFFLINE="1",
-        HF_HOME=str(tmp / "hf"),
-        PYTHONPATH=str(REPO) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""),
+    env = cpu_env(
+        "TRANSMRSR_DEBUG", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", HF_HOME=str(tmp / "hf")
     )
-    for key in ("TRANSMRSR_DEBUG", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        *mode,
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(_free_port()),
-        "-m",
-        "transmrsr",
-        "sr-dataset",
-        str(root),
-        str(out),
-        "--model",
-        str(model),
-        "--no-fusion",
-        "--quiet",
-        "--device",
-        "cpu",
-    ]
+    cmd = [*accelerate_launch(*mode), *sr_dataset(root, out, model, "--no-fusion", "--device", "cpu")]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp)
 
 
@@ -74,7 +41,7 @@ def sidecar(out: Path, root: Path, src: Path) -> Path:
 
 def test_accelerate_two_cpu_processes_shard_resume_and_single_process_warning(tmp_path, tiny_dir):
     root, out = tmp_path / "raw", tmp_path / "deriv"
-    inputs = make_bids(root, n=2)  # 2 thick T1w and an isotropic one (a failed row)
+    inputs = make_bids(root, HEAD_STARTS[:2], extras=True, bad=True)  # 2 thick T1w and an isotropic one (a failed row)
     names = sorted(p.relative_to(root).as_posix() for p in inputs)
 
     proc = launch(tmp_path, root, out, tiny_dir, "--multi_gpu", "--num_processes", "2")

@@ -493,7 +493,7 @@ def test_gap_of_a_dicom_upload_reaches_the_adapted_run(tmp_path, tiny_dir):
 
     from transmrsr import TransMRSR
     from transmrsr.adapt import AdaptOptions
-    from transmrsr.studio import plan_volume, run_case
+    from transmrsr.studio import CaseOptions, plan_volume, run_case
 
     zipped = Path(__file__).parent / "data" / "dicom" / "philips_epi_9slices.zip"
     model = TransMRSR.from_pretrained(tiny_dir).eval()
@@ -504,7 +504,7 @@ def test_gap_of_a_dicom_upload_reaches_the_adapted_run(tmp_path, tiny_dir):
     opts = AdaptOptions(steps=2, max_seconds=None, batch_size=2, seed=0)
     runs = []
     for i, p in enumerate((plan, no_gap)):
-        case = run_case(zipped, model, tmp_path / f"run{i}", plan=p, served=(4,), adapt=opts, fusion=False)
+        case = run_case(zipped, model, tmp_path / f"run{i}", CaseOptions(plan=p, served=(4,), adapt=opts, fusion=False))
         runs.append(np.asarray(case.sr, dtype=np.float32))
     assert runs[0].shape == runs[1].shape
     assert np.abs(runs[0] - runs[1]).max() > 1e-4

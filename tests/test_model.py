@@ -592,15 +592,12 @@ def test_window_attention_matches_reference(dim, attn_dim, heads, resolution, wi
     attn = _randomised_attention(dim, attn_dim, heads, resolution, window, shift, proj_bias)
     assert attn.shift == shift and attn.window == window
     x = torch.randn(2, resolution * resolution, dim)
-    residual = torch.randn_like(x)
     with torch.no_grad():
         expected = reference_window_attention(attn, x)
         got_nograd = attn(x)
-        got_res = attn(x, residual=residual)
     got_grad = attn(x)
     torch.testing.assert_close(got_nograd, expected, rtol=0, atol=1e-5)
     torch.testing.assert_close(got_grad.detach(), expected, rtol=0, atol=1e-5)
-    torch.testing.assert_close(got_res, residual + expected, rtol=0, atol=1e-5)
     if shift:  # the mask matters: plain (unshifted) attention on the rolled map is different
         plain = _randomised_attention(dim, attn_dim, heads, resolution, window, 0, proj_bias)
         plain.load_state_dict(attn.state_dict())
@@ -612,17 +609,16 @@ def test_window_attention_matches_reference(dim, attn_dim, heads, resolution, wi
         assert (unmasked - expected).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("heads,chunked", [(4, False), (2, True)])
-def test_window_attention_padded_head_width_matches_reference(monkeypatch, heads, chunked):
+@pytest.mark.parametrize("heads", [4, 2])
+def test_window_attention_padded_head_width_matches_reference(monkeypatch, heads):
     """Head widths padded for a device's fused kernel (CUDA's takes multiples of 8; forced on
     the CPU here) give the same attention: zero columns add nothing, the scale is the true
-    width's. Shifted windows with border groups, one pass and chunked, with gradients on."""
+    width's. Shifted windows with border windows, with gradients on and off (the CPU engine's
+    grouped path: tests/test_cpu_engine.py)."""
     padded = []
     real_pad = F.pad
     monkeypatch.setattr(F, "pad", lambda t, p, *a, **k: padded.append(t.shape[-1] + p[1]) or real_pad(t, p, *a, **k))
     monkeypatch.setattr(WindowAttention, "HEAD_ALIGN", {"cpu": 8})
-    if chunked:
-        monkeypatch.setattr(WindowAttention, "CPU_CHUNK", 40)
     torch.manual_seed(5)
     attn = WindowAttention(16, 12, heads, 16, 4, shift=2)  # head width 3 or 6: padded to 8
     x = torch.randn(2, 256, 16, requires_grad=True)
@@ -645,330 +641,12 @@ def test_window_attention_single_window_drops_shift():
         torch.testing.assert_close(attn(x), reference_window_attention(attn, x), rtol=0, atol=1e-5)
 
 
-def test_window_attention_mask_cache():
-    attn = _randomised_attention(12, 8, 2, 8, 4, 2).eval()
+def test_window_attention_gradients_reach_the_bias_table():
+    attn = _randomised_attention(12, 8, 2, 8, 4, 2)
     x = torch.randn(2, 64, 12)
-    with torch.no_grad():
-        y1 = attn(x)
-        mask_a = attn.attn_bias(torch.float32)
-        mask_b = attn.attn_bias(torch.float32)
-        assert mask_a is mask_b  # cached while gradients are off
-        # the bias is shared by all windows; only the 3 border windows of a 2x2 grid carry a mask
-        assert mask_a[0].shape == (1, 2, 16, 16) and mask_a[1].shape == (1, 3, 2, 16, 16)
-        assert attn.n_mixed == 3 and torch.isinf(mask_a[1]).any() and not torch.isinf(mask_a[0]).any()
-        y1_again = attn(x)
-    assert torch.equal(y1, y1_again)
-    # with gradients on, the mask is rebuilt (so that it carries the bias table's gradient)
-    mask_grad = attn.attn_bias(torch.float32)
-    assert mask_grad is not mask_a and mask_grad[0].requires_grad and mask_grad[1].requires_grad
     attn(x).pow(2).sum().backward()
     assert attn.bias_table.grad is not None and attn.bias_table.grad.abs().sum() > 0
 
-    # an in-place change of the bias table invalidates the cached mask
-    with torch.no_grad():
-        attn.bias_table.mul_(-2.0).add_(torch.randn_like(attn.bias_table))
-        y2 = attn(x)
-        expected2 = reference_window_attention(attn, x)
-    assert (y2 - y1).abs().max() > 1e-3
-    torch.testing.assert_close(y2, expected2, rtol=0, atol=1e-5)
-    with torch.no_grad():
-        assert attn.attn_bias(torch.float32) is not mask_a
 
-    # a mask cached under inference mode does not break later no_grad / autograd use
-    with torch.inference_mode():
-        y3 = attn(x)
-    with torch.no_grad():
-        torch.testing.assert_close(attn(x), y3, rtol=0, atol=0)
-    attn.zero_grad()
-    attn(x).sum().backward()
-    assert attn.bias_table.grad.abs().sum() > 0
-
-
-def test_window_attention_mask_cache_sees_data_writes_deepcopy_and_assign_loads():
-    """EMA-style ``.data`` updates, deep copies and ``load_state_dict(assign=True)`` do not
-    bump a parameter's version counter in a useful way; the cache must still see them."""
-    import copy
-
-    attn = _randomised_attention(12, 8, 2, 8, 4, 2).eval()
-    x = torch.randn(2, 64, 12)
-    with torch.no_grad():
-        attn(x)  # fill the cache
-        attn.bias_table.data.add_(torch.randn_like(attn.bias_table))
-        torch.testing.assert_close(attn(x), reference_window_attention(attn, x), rtol=0, atol=1e-5)
-
-        attn(x)
-        twin = copy.deepcopy(attn)
-        twin.bias_table.mul_(10.0)
-        torch.testing.assert_close(twin(x), reference_window_attention(twin, x), rtol=0, atol=1e-5)
-
-        attn(x)
-        state = {k: v.clone() for k, v in attn.state_dict().items()}
-        state["bias_table"] = torch.randn_like(state["bias_table"])
-        attn.load_state_dict(state, assign=True)
-        torch.testing.assert_close(attn(x), reference_window_attention(attn, x), rtol=0, atol=1e-5)
-
-
-def test_fused_cpu_linear_and_chunked_mlp_match_the_plain_ops(monkeypatch):
-    """The CPU inference fast paths (oneDNN linear with fused GELU, the MLP over token chunks
-    with the residual added in place) give the values of the plain autograd ops."""
-    from transmrsr.models import layers
-
-    torch.manual_seed(0)
-    mlp = layers.Mlp(12, 40)
-    monkeypatch.setattr(layers.Mlp, "CPU_CHUNK", 32)  # 2 x 3 x 50 = 300 tokens: 10 chunks, the last partial
-    x, res = torch.randn(2, 3, 50, 12), torch.randn(2, 3, 50, 12)
-    expected = res + mlp.fc2(F.gelu(mlp.fc1(x)))
-    with torch.inference_mode():
-        got = mlp(x, residual=res)
-        got_plain = mlp(x)
-        fused = layers.linear(x, mlp.fc1, "gelu")
-    torch.testing.assert_close(got, expected.detach(), rtol=0, atol=1e-5)
-    torch.testing.assert_close(got_plain, (expected - res).detach(), rtol=0, atol=1e-5)
-    torch.testing.assert_close(fused, F.gelu(mlp.fc1(x)).detach(), rtol=0, atol=1e-5)
-    with pytest.raises(ValueError, match="activation"):
-        layers.linear(x, mlp.fc1, "relu")
-    # with gradients on, the plain ops run and gradients flow
-    mlp(x, residual=res).sum().backward()
-    assert mlp.fc1.weight.grad is not None and mlp.fc1.weight.grad.abs().sum() > 0
-
-
-@pytest.mark.parametrize("batch", [1, 3])
-def test_chunked_attention_and_per_slice_norms_match_one_pass(monkeypatch, batch):
-    """The CPU inference path over window groups (shifted windows whose border windows fall in
-    several groups, a LayerNorm or a per-slice AdaIN applied inside) equals the one-pass
-    autograd path; so does the MLP chunked over tokens with a per-slice norm."""
-    from transmrsr.models import layers
-    from transmrsr.models.styleswin import AdaptiveInstanceNorm
-
-    torch.manual_seed(0)
-    attn = WindowAttention(16, 16, 2, 32, 4, shift=2).eval()  # 64 windows of 16 tokens, 15 of them border windows
-    ln, ada, mlp = torch.nn.LayerNorm(16), AdaptiveInstanceNorm(16, 8), layers.Mlp(16, 32)
-    monkeypatch.setattr(WindowAttention, "CPU_CHUNK", 80)  # 80 // (batch * 16) windows per group
-    monkeypatch.setattr(layers.Mlp, "CPU_CHUNK", 100)
-    x, style = torch.randn(batch, 32 * 32, 16), torch.randn(batch, 8)
-    with torch.enable_grad():  # the reference: plain ops, norms applied to the whole map first
-        ref_ln = (x + attn(ln(x))).detach()
-        y = ada(x, style)
-        ref_ada = (x + attn(y)).detach()
-        ref_mlp = (x + mlp(y)).detach()
-    with torch.inference_mode():
-        got_ln = attn(x, residual=x, norm=ln)
-        modulate = ada.modulation(x, style)
-        got_ada = attn(x, residual=x, norm=modulate)
-        got_mlp = mlp(x, residual=x, norm=modulate)
-    for got, ref in ((got_ln, ref_ln), (got_ada, ref_ada), (got_mlp, ref_mlp)):
-        torch.testing.assert_close(got, ref, rtol=0, atol=2e-5)
-    # one slice of the batch alone gives the same values (the per-slice norm did not mix slices)
-    with torch.inference_mode():
-        alone = attn(x[-1:], residual=x[-1:], norm=ada.modulation(x[-1:], style[-1:]))
-    torch.testing.assert_close(alone, got_ada[-1:], rtol=0, atol=2e-5)
-
-
-@pytest.mark.parametrize("batch", [1, 2])
-def test_chunked_paths_add_in_place_only_when_asked(monkeypatch, batch):
-    """``inplace=True`` adds the attention / MLP output into the residual's own memory (which may
-    be the input itself) with the values of the one-pass path; without it the input and the
-    residual are left untouched. A Swin layer and a StyleSwin block keep their input intact."""
-    from transmrsr.models import layers
-    from transmrsr.models.styleswin import StyleSwinBlock
-    from transmrsr.models.swin import SwinLayer
-
-    torch.manual_seed(1)
-    monkeypatch.setattr(WindowAttention, "CPU_CHUNK", 48)
-    monkeypatch.setattr(layers.Mlp, "CPU_CHUNK", 64)
-    attn = WindowAttention(16, 8, 2, 16, 4, shift=2).eval()
-    ln, mlp = torch.nn.LayerNorm(16), layers.Mlp(16, 32)
-    x, other = torch.randn(batch, 256, 16), torch.randn(batch, 256, 16)
-    with torch.enable_grad():
-        ref_self = (x + attn(ln(x))).detach()
-        ref_other = (other + attn(ln(x))).detach()
-        ref_mlp = (x + mlp(ln(x))).detach()
-    with torch.inference_mode():
-        x0, other0 = x.clone(), other.clone()
-        got = attn(x, residual=other, norm=ln)  # a new tensor
-        torch.testing.assert_close(got, ref_other, rtol=0, atol=2e-5)
-        assert torch.equal(x, x0) and torch.equal(other, other0)
-        got = attn(x, residual=other, norm=ln, inplace=True)  # into other, reading x
-        assert got.data_ptr() == other.data_ptr() and torch.equal(x, x0)
-        torch.testing.assert_close(other, ref_other, rtol=0, atol=2e-5)
-        y = x.clone()
-        assert attn(y, residual=y, norm=ln, inplace=True).data_ptr() == y.data_ptr()  # into its own input
-        torch.testing.assert_close(y, ref_self, rtol=0, atol=2e-5)
-        y = x.clone()
-        assert mlp(y, residual=y, norm=ln, inplace=True).data_ptr() == y.data_ptr()
-        torch.testing.assert_close(y, ref_mlp, rtol=0, atol=2e-5)
-        torch.testing.assert_close(mlp(x, residual=x, norm=ln), ref_mlp, rtol=0, atol=2e-5)
-        assert torch.equal(x, x0)
-
-    layer = SwinLayer(16, 2, 16, 4, 2, 2.0, 0.0).eval()
-    block = StyleSwinBlock(16, 4, 16, 4, 2.0, 8).eval()
-    style = torch.randn(batch, 8)
-    with torch.enable_grad():  # the one-pass autograd reference
-        ref_layer = layer(x).detach()
-        ref_block = block(x, style).detach()
-    with torch.inference_mode():
-        torch.testing.assert_close(layer(x), ref_layer, rtol=0, atol=3e-5)
-        torch.testing.assert_close(block(x, style), ref_block, rtol=0, atol=3e-5)
-        assert torch.equal(x, x0)  # not in place unless asked
-        y = x.clone()
-        torch.testing.assert_close(layer(y, inplace=True), ref_layer, rtol=0, atol=3e-5)
-
-
-@pytest.mark.parametrize("batch", [1, 3])
-def test_chunked_upsample_and_patch_merging_match_one_pass(monkeypatch, batch):
-    """StyleSwin's upsampling (norm, reduction and position term by token chunks) and the
-    encoder's patch merging (by bands of output rows, the last one partial) on the CPU
-    inference path give the one-pass autograd values."""
-    from transmrsr.models.styleswin import BilinearUpsample
-    from transmrsr.models.swin import PatchMerging
-
-    torch.manual_seed(2)
-    up, merge = BilinearUpsample(8, 4, 20), PatchMerging(8, 5)
-    with torch.no_grad():
-        up.alpha.fill_(0.7)  # the position term takes part
-    monkeypatch.setattr(BilinearUpsample, "CPU_CHUNK", 30)  # 400 tokens per slice: chunks cross slices' rows
-    monkeypatch.setattr(PatchMerging, "CPU_CHUNK", 12)  # batch 1: bands of 2, 2 and 1 output rows; batch 3: 1 row
-    tokens, grid = torch.randn(batch, 100, 8), torch.randn(batch, 10, 10, 8)
-    with torch.enable_grad():
-        ref_up, ref_merge = up(tokens).detach(), merge(grid).detach()
-    with torch.inference_mode():
-        got_up, got_merge = up(tokens), merge(grid)
-    assert got_up.shape == (batch, 400, 4) and got_merge.shape == (batch, 5, 5, 5)
-    torch.testing.assert_close(got_up, ref_up, rtol=0, atol=1e-5)
-    torch.testing.assert_close(got_merge, ref_merge, rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize("batch", [1, 2])
-def test_whole_model_fast_paths_plain_inference_and_bf16_autocast_agree(monkeypatch, batch):
-    """The whole network four ways on the same input: the autograd ops (reference); CPU
-    inference with every chunked / in-place / fused path forced on (small chunks, so that each
-    map is several chunks); inference with the fused CPU kernels off, the ops a GPU runs; and
-    bf16 autocast, the dtype mix of the GPU path (its tolerance is bf16's). None of them may
-    write into the input."""
-    from transmrsr.models import layers, styleswin, swin
-
-    for cls in (swin.WindowAttention, layers.Mlp, styleswin.BilinearUpsample, swin.PatchMerging):
-        monkeypatch.setattr(cls, "CPU_CHUNK", 40)
-    monkeypatch.setattr(styleswin.AdaptiveInstanceNorm, "STAT_CHUNK", 40)
-    model = make_model(seed=3)
-    model.truncation.set_centroids(random_centroids(model.config))
-    x = random_input(batch, model.config.img_size, seed=4)
-    x0 = x.clone()
-    with torch.enable_grad():
-        ref = model(x, phi=0.7).detach()
-    with torch.inference_mode():
-        fast = model(x, phi=0.7)
-        with torch.autocast("cpu", dtype=torch.bfloat16):  # must leave the fp32-only fast paths
-            half = model(x, phi=0.7)
-        monkeypatch.setattr(layers, "FUSED_CPU_LINEAR", False)
-        monkeypatch.setattr(layers, "FUSED_CPU_CONV", False)
-        plain = model(x, phi=0.7)
-    assert torch.equal(x, x0)
-    torch.testing.assert_close(fast, ref, rtol=0, atol=1e-5)
-    torch.testing.assert_close(plain, ref, rtol=0, atol=1e-5)
-    assert torch.isfinite(half).all() and half.shape == ref.shape
-    # bf16 keeps 8 bits of mantissa: the predicted residual within a few per cent of its range
-    err = (half.float() - ref).abs().max().item()
-    assert err < 0.05 * max((ref - x).abs().max().item(), 1e-3), err
-
-
-@pytest.mark.parametrize(
-    "activation,use_residual", [("relu", False), ("leaky_relu", False), ("none", True), ("none", False)]
-)
-def test_fused_cpu_conv_matches_the_plain_ops(activation, use_residual):
-    from transmrsr.models.layers import conv2d_same
-
-    torch.manual_seed(0)
-    x = torch.randn(2, 6, 20, 20).contiguous(memory_format=torch.channels_last)
-    w, b = torch.randn(5, 6, 3, 3), torch.randn(5)
-    res = torch.randn(2, 5, 20, 20).contiguous(memory_format=torch.channels_last) if use_residual else None
-    y = F.conv2d(x, w, b, padding=1)
-    expected = {"relu": F.relu(y), "leaky_relu": F.leaky_relu(y, 0.2)}.get(activation, y)
-    if use_residual:
-        expected = res + y
-    with torch.inference_mode():
-        got = conv2d_same(x, w, b, activation, residual=res)
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
-    assert got.is_contiguous(memory_format=torch.channels_last)  # the token views downstream stay free
-    with pytest.raises(ValueError):
-        conv2d_same(x, w, b, "gelu")
-    with pytest.raises(ValueError):
-        conv2d_same(x, w, b, "relu", residual=torch.zeros(2, 5, 20, 20))
-
-
-# ---------------------------------------------------------------------------- 8. against the authors' network
-# Their code (no licence) is never part of this repository: it is read at run time from a local
-# copy, found as benchmarks/speed.py finds it (``$TRANSMRSR_AUTHORS_REPO`` or its cache folder; no
-# clone here), and these tests are skipped without one.
-AUTHORS_SIZE = 64  # their TGP7 at a 64² canvas: every part of the paper network, 4 decoder upsamplings
-
-
-@pytest.fixture(scope="module")
-def authors_pair():
-    """``(speed, theirs, ours, cfg, x)``: their TGP7 (perturbed random weights) and our model with
-    their weights mapped by ``speed.authors_to_ours``, our own position tables kept (the tables
-    their mapping returns are checked against ours, not swapped in)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
-    spec = importlib.util.spec_from_file_location("_transmrsr_speed_for_tests", path)
-    speed = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = speed
-    spec.loader.exec_module(speed)
-    root, why = speed.find_authors_repo(None, allow_clone=False)
-    if root is None:
-        pytest.skip(f"the authors' code: {why}")
-    torch.manual_seed(0)
-    theirs = speed.build_authors_tgp7(root, size=AUTHORS_SIZE).eval()
-    speed.perturb_(theirs, seed=1)  # biases, norms and the position scale alpha away from 0 / 1
-    cfg = speed.config_for_authors(AUTHORS_SIZE)
-    state, tables = speed.authors_to_ours(theirs, cfg)
-    ours = TransMRSR(cfg).eval()
-    ours.load_state_dict(state, strict=True)
-    assert set(tables) == set(range(cfg.num_dec_layers - 1))
-    for l, table in tables.items():
-        assert torch.equal(ours.decoder.layers[l].upsample.pos, table), l
-    x = torch.rand(1, 1, AUTHORS_SIZE, AUTHORS_SIZE, generator=torch.Generator().manual_seed(2))
-    return speed, theirs, ours, cfg, x
-
-
-def _set_centroids(speed, theirs, ours: TransMRSR, centroids: torch.Tensor) -> None:
-    speed.set_authors_centroids(theirs, centroids)
-    ours.truncation.set_centroids(centroids)
-
-
-def test_position_tables_and_output_equal_the_authors_with_our_own_buffers(authors_pair):
-    """Our decoder's own position tables are the authors' (StyleSwin's) tables in our channel
-    layout, bit for bit (checked in the fixture), and with their weights our output is theirs
-    (one repeated centroid, so the centroid selection is not exercised here: see the next test)."""
-    speed, theirs, ours, cfg, x = authors_pair
-    g = torch.Generator().manual_seed(3)
-    _set_centroids(speed, theirs, ours, torch.randn(1, cfg.style_dim, generator=g).repeat(cfg.num_centroids, 1))
-    with torch.no_grad():
-        y_theirs = speed.AuthorsGrey(theirs)(x)
-        y_ours = ours(x, phi=speed.CHECK_PHI)
-    assert (y_theirs - x).abs().max() > 0.1  # a residual that is not negligible
-    torch.testing.assert_close(y_ours, y_theirs, rtol=0, atol=1e-4)
-
-
-def test_authors_pick_the_farthest_centroid_we_the_nearest(authors_pair, monkeypatch):
-    """With distinct centroids their output is ours with the selection turned to argmax (the
-    farthest centroid), and differs from ours (argmin, the nearest): the documented difference."""
-    speed, theirs, ours, cfg, x = authors_pair
-    g = torch.Generator().manual_seed(4)
-    _set_centroids(speed, theirs, ours, torch.randn(cfg.num_centroids, cfg.style_dim, generator=g))
-    with torch.no_grad():
-        y_theirs = speed.AuthorsGrey(theirs)(x)
-        y_nearest = ours(x, phi=speed.CHECK_PHI)
-
-        def farthest(self, latents):
-            flat = latents.reshape(-1, latents.shape[-1])
-            idx = torch.cdist(flat.float(), self.centroids.float()).argmax(dim=-1)
-            return self.centroids[idx].to(latents.dtype).reshape(latents.shape)
-
-        monkeypatch.setattr(LatentTruncation, "nearest", farthest)
-        y_farthest = ours(x, phi=speed.CHECK_PHI)
-    torch.testing.assert_close(y_farthest, y_theirs, rtol=0, atol=1e-4)
-    assert (y_nearest - y_theirs).abs().max() > 1e-3
+# The CPU inference engine (its chunked, fused and in-place paths, the attention bias cache) is
+# tested against these reference modules in tests/test_cpu_engine.py.

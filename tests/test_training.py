@@ -14,11 +14,9 @@ from __future__ import annotations
 import importlib.resources
 import json
 import math
-import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +28,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from benchmarks.launch import cpu_env, torchrun
 from transmrsr import TransMRSR
 from transmrsr.cli import main
 from transmrsr.config import ConfigError, SRTrainConfig, TransMRSRConfig
@@ -47,25 +46,15 @@ SCALE = 4
 NUM_CENTROID_SAMPLES = 600
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["OMP_NUM_THREADS"] = "1"
-    env["MKL_NUM_THREADS"] = "1"
-    env["HF_HUB_OFFLINE"] = "1"  # never reach the network
-    env.pop("TRANSMRSR_DEBUG", None)
-    env.update(extra)
-    return env
-
-
 # ---------------------------------------------------------------------------- helpers
 def cli(*args) -> int:
     return main([str(a) for a in args])
 
 
-def gan_args(data, out, steps, *extra) -> list[str]:
+def run_args(command, data, out, steps, *extra) -> list:
+    """A short ``tiny`` training run's command line: a step a log record, no checkpoint before the end."""
     return [
-        "train-gan",
+        command,
         "--data",
         data,
         "--out",
@@ -80,35 +69,16 @@ def gan_args(data, out, steps, *extra) -> list[str]:
         1,
         "--checkpoint-every",
         100000,
-        "--sample-every",
-        0,
         *extra,
     ]
 
 
-def sr_args(data, gan, out, steps, *extra) -> list[str]:
-    return [
-        "train-sr",
-        "--data",
-        data,
-        "--gan",
-        gan,
-        "--out",
-        out,
-        "--preset",
-        "tiny",
-        "--scale",
-        SCALE,
-        "--batch-size",
-        BATCH,
-        "--max-steps",
-        steps,
-        "--log-every",
-        1,
-        "--checkpoint-every",
-        100000,
-        *extra,
-    ]
+def gan_args(data, out, steps, *extra) -> list:
+    return run_args("train-gan", data, out, steps, "--sample-every", 0, *extra)
+
+
+def sr_args(data, gan, out, steps, *extra) -> list:
+    return run_args("train-sr", data, out, steps, "--gan", gan, "--scale", SCALE, *extra)
 
 
 def read_log(folder: Path) -> list[dict]:
@@ -143,12 +113,6 @@ def assert_identical(a, b, where: str = "state") -> None:
         pass
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def place(img: np.ndarray, size: int = CANVAS) -> np.ndarray:
@@ -482,7 +446,7 @@ def test_train_sr_without_weights_offline_says_no_perceptual(data_dir, gan_dir, 
     hf = tmp_path / "hf"
     hf.mkdir()
     out = tmp_path / "sr"
-    env = _env(HF_HOME=str(hf), HF_HUB_CACHE=str(hf / "hub"), HF_HUB_OFFLINE="1")
+    env = cpu_env("TRANSMRSR_DEBUG", HF_HOME=str(hf), HF_HUB_CACHE=str(hf / "hub"), HF_HUB_OFFLINE="1")
     env.pop("HF_TOKEN", None)
     args = sr_args(data_dir, gan_dir, out, 2)
     proc = subprocess.run(
@@ -556,7 +520,10 @@ def test_sigterm_then_resume(stage, data_dir, gan_dir, tmp_path):
     killed = tmp_path / "killed"
     with open(tmp_path / "stdout", "w") as so, open(tmp_path / "stderr", "w") as se:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "transmrsr", *map(str, args(killed, 100000))], stdout=so, stderr=se, env=_env()
+            [sys.executable, "-m", "transmrsr", *map(str, args(killed, 100000))],
+            stdout=so,
+            stderr=se,
+            env=cpu_env("TRANSMRSR_DEBUG"),
         )
         try:
             deadline = time.monotonic() + 240
@@ -602,20 +569,12 @@ def test_two_process_cpu_run(stage, data_dir, gan_dir, tmp_path):
     else:
         args = gan_args(data_dir, out, 4, "--batch-size", 2)
     cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
+        *torchrun(2),
         "-m",
         "transmrsr",
         *map(str, args),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=400)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=cpu_env("TRANSMRSR_DEBUG"), timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = read_log(out)
     assert log[0]["event"] == "start" and log[0]["processes"] == 2
@@ -632,20 +591,12 @@ def test_two_process_resume_is_identical(data_dir, gan_dir, tmp_path):
     def run(out, steps, *extra):
         args = sr_args(data_dir, gan_dir, out, steps, "--no-perceptual", "--batch-size", 2, *extra)
         cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(free_port()),
+            *torchrun(2),
             "-m",
             "transmrsr",
             *map(str, args),
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=400)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=cpu_env("TRANSMRSR_DEBUG"), timeout=400)
         assert proc.returncode == 0, proc.stderr[-3000:]
 
     run(tmp_path / "a", 6)

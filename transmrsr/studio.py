@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from .evaluation.metrics import foreground_mask, psnr, ssim
 from .inference import DEFAULT_FUSION, resolve_geometry, super_resolve, super_resolve_slices
 from .models import TransMRSR
 from .viewer import PLANES, display_to_slice, error_map, mri_window, plane_slice, plane_spacing, to_rgb, window
+
+if TYPE_CHECKING:
+    from .adapt import AdaptOptions
 
 SWEEP_PHIS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Why the φ preview, φ sweep and φ comparisons are off for a case (see :attr:`Case.live_phi`).
@@ -71,7 +75,8 @@ class CaseTrust:
     Attributes:
         consistency: ``|degrade(SR) - LR|`` spread onto the SR grid ``(X', Y', Z')``, input
             intensity units; float16 (float32 when the values do not fit), see :func:`_compact`.
-        uncertainty: per-voxel spread of runs that should agree, same grid, units and dtype rule;
+        uncertainty: per-voxel spread of runs that should agree, weighted by the acquisition's geometry
+            (:func:`transmrsr.trust.geometry_weighted`), same grid, units and dtype rule;
             None when it could not be computed.
         summary / cubic: the consistency summaries (:class:`transmrsr.trust.ConsistencySummary`)
             of the SR and of cubic interpolation (for scale).
@@ -121,7 +126,8 @@ class CaseTrust:
             "flips": "the SR and one extra run on the mirrored scan",
         }.get(self.method or "", f"{self.method}, {self.extra_runs} extra run(s)")
         return (
-            f"**Uncertainty** (spread of runs that should agree: {runs}): mean {self.uncertainty_mean:.4g}, "
+            f"**Uncertainty** (spread of runs that should agree: {runs}; weighted by the SR's through-plane "
+            f"contrast and the distance from the acquired slices): mean {self.uncertainty_mean:.4g}, "
             f"95th percentile {self.uncertainty_p95:.4g} in the head (input intensity units; compare places "
             "within this scan, not numbers across scans)."
         )
@@ -194,6 +200,40 @@ class Plan:
     def label(self) -> str:
         """The factor as the page shows it (``3.3`` for a non-integer acquisition)."""
         return f"{self.acq.factor:.3g}" if self.acq is not None else str(self.factor)
+
+
+@dataclass(frozen=True)
+class CaseOptions:
+    """How :func:`run_case` runs an upload: everything but the file, the model and the output folder.
+
+    Attributes:
+        scale: the factor (×, an integer) at which an isotropic upload's thick-slice acquisition is
+            simulated along the axial voxel axis; a thick-slice upload takes its own from its header.
+        phi: φ, the truncation level (unitless, 0 to 1; 1: no truncation).
+        fusion: average the SR of both planes that contain the thick axis (about twice the work).
+        progress: called as ``progress(done, total)`` while the network runs (slices; adaptation steps
+            report through ``adapt``'s own callback).
+        plan: from :func:`plan_volume`, checked against the model beforehand: a volume whose geometry
+            differs is refused before inference; one with an acquisition (``plan.acq``) runs through
+            the any-factor path. None: the geometry is read from the volume.
+        model_name, model_version: the model as the case records it (its name; the fingerprint of its
+            weights, :func:`transmrsr.serving.state_version`).
+        served: the model's training factors (×) for the input warnings; None: unknown (a custom model).
+        adapt: :class:`~transmrsr.adapt.AdaptOptions` to adapt a copy of the model to the scan first
+            (the model itself is never changed); None: no adaptation.
+        trust: also compute the trust maps (data consistency, uncertainty) in the same run.
+    """
+
+    scale: int = 4
+    phi: float = 0.9
+    fusion: bool = DEFAULT_FUSION
+    progress: Callable[[int, int], None] | None = None
+    plan: Plan | None = None
+    model_name: str = ""
+    model_version: str = ""
+    served: tuple[int, ...] | None = (4, 8)
+    adapt: AdaptOptions | None = None
+    trust: bool = False
 
 
 class _HeaderView:
@@ -569,33 +609,20 @@ def range_warnings(data: np.ndarray, affine: np.ndarray, axis: int, contrast: bo
     return input_range_warnings(data, affine, axis, contrast=contrast)
 
 
-def run_case(
-    path: str | Path,
-    model: TransMRSR,
-    out_dir: str | Path,
-    scale: int = 4,
-    phi: float = 0.9,
-    fusion: bool = DEFAULT_FUSION,
-    progress: Callable[[int, int], None] | None = None,
-    plan: Plan | None = None,
-    model_name: str = "",
-    model_version: str = "",
-    served: tuple[int, ...] | None = (4, 8),
-    adapt=None,
-    trust: bool = False,
-) -> Case:
-    """Load an upload, super-resolve it and write the SR NIfTI into ``out_dir``.
+def run_case(path: str | Path, model: TransMRSR, out_dir: str | Path, options: CaseOptions | None = None) -> Case:
+    """Load an upload, super-resolve it with ``options`` (:class:`CaseOptions`; None: the defaults) and
+    write the SR NIfTI into ``out_dir``.
 
     A thick-slice upload takes axis and factor from its header; an isotropic one is treated as
-    HR: its thick-slice acquisition along the axial voxel axis (2) is simulated at ``scale`` and
-    the HR kept as reference. With ``plan`` (from :func:`plan_volume`, checked against the model
-    beforehand) a volume whose geometry differs from the plan is refused before inference.
-    ``served``: the model's training factors for the warnings (None: unknown).
+    HR: its thick-slice acquisition along the axial voxel axis (2) is simulated at ``options.scale``
+    and the HR kept as reference. With ``options.plan`` (from :func:`plan_volume`, checked against the
+    model beforehand) a volume whose geometry differs from the plan is refused before inference.
+    ``options.served``: the model's training factors for the warnings (None: unknown).
 
     A plan with an acquisition (``plan.acq``: a factor from 1.5 to 10, non-integer or with a gap)
     runs through :func:`~transmrsr.inference.super_resolve_acquisition` and its output grid.
-    ``adapt``: :class:`~transmrsr.adapt.AdaptOptions` to adapt a copy of ``model`` to the scan first
-    (the library path also for an isotropic upload); ``model`` itself is never changed.
+    ``options.adapt``: :class:`~transmrsr.adapt.AdaptOptions` to adapt a copy of ``model`` to the scan
+    first (the library path also for an isotropic upload); ``model`` itself is never changed.
 
     A DICOM upload (``.zip``, folder or DICOM file) is converted by ``dcm2niix`` into a hidden
     folder inside ``out_dir`` (removed when done; :func:`converted_dicom`) and run from the
@@ -603,7 +630,7 @@ def run_case(
     the upload, ``input_sha256`` is the upload's, ``case.series`` describes the series, and errors
     name the upload and the series, never a server folder.
 
-    ``trust``: also compute the trust maps in the same run (:mod:`transmrsr.trust`, issue #18):
+    ``options.trust``: also compute the trust maps in the same run (:mod:`transmrsr.trust`, issue #18):
     the data consistency and the uncertainty (:func:`trust_method`: free with fusion, one extra
     run without), both written beside the SR (float32 NIfTI, SR grid and affine) and kept on
     ``case.trust`` (:class:`CaseTrust`). The out-of-range warnings of
@@ -611,50 +638,25 @@ def run_case(
     second or two on a 1 mm head; the contrast test only when ``served`` is known, i.e. the
     bundled T1 weights).
     """
+    options = options or CaseOptions()
     if is_dicom_upload(path):
         stem = Path(path).name
         for ext in (".zip", ".dcm", ".ima", ".dicom"):
             stem = stem[: -len(ext)] if stem.lower().endswith(ext) else stem
         with converted_dicom(path, out_dir) as dicom, _naming_the_upload(dicom):
             case = _run_nifti(
-                dicom.nifti,
-                model,
-                out_dir,
-                scale,
-                phi,
-                fusion,
-                progress,
-                plan,
-                model_name,
-                model_version,
-                served,
-                adapt,
-                trust,
-                name=stem or "dicom",
-                source=path,
-                shown=Path(path).name,
+                dicom.nifti, model, out_dir, options, name=stem or "dicom", source=path, shown=Path(path).name
             )
             case.series = dicom.series.describe()
             return case
-    return _run_nifti(
-        path, model, out_dir, scale, phi, fusion, progress, plan, model_name, model_version, served, adapt, trust
-    )
+    return _run_nifti(path, model, out_dir, options)
 
 
 def _run_nifti(
     path,
-    model,
+    model: TransMRSR,
     out_dir,
-    scale,
-    phi,
-    fusion,
-    progress,
-    plan,
-    model_name,
-    model_version,
-    served,
-    adapt,
-    trust,
+    options: CaseOptions,
     name: str | None = None,
     source: str | Path | None = None,
     shown: str | None = None,
@@ -667,28 +669,11 @@ def _run_nifti(
     source = path if source is None else source
     shown = shown or Path(vol.path).name
     iso = thick_axis(vol.zooms) is None and not simulation_tag(vol.header)
-    if (plan is not None and plan.acq is not None) or adapt is not None:
-        return _run_acquisition(
-            vol,
-            name,
-            iso,
-            source,
-            model,
-            out_dir,
-            scale,
-            phi,
-            fusion,
-            progress,
-            plan,
-            model_name,
-            model_version,
-            served,
-            adapt,
-            shown,
-            trust,
-        )
+    plan = options.plan
+    if (plan is not None and plan.acq is not None) or options.adapt is not None:
+        return _run_acquisition(vol, name, iso, source, model, out_dir, options, shown)
     if iso:
-        axis, factor, hr = 2, int(scale), vol.data
+        axis, factor, hr = 2, int(options.scale), vol.data
         lr = simulate_thick(hr, axis, factor)
         lr_affine, n_thin = thick_affine(vol.affine, axis, factor), hr.shape[axis]
     else:
@@ -701,29 +686,29 @@ def _run_nifti(
         lr,
         axis,
         factor,
-        phi=phi,
-        fusion=fusion,
+        phi=options.phi,
+        fusion=options.fusion,
         n_thin=n_thin,
-        progress=progress,
+        progress=options.progress,
         show_progress=False,
-        keep_planes=trust,
+        keep_planes=options.trust,
     )
     affine = thin_affine(lr_affine, axis, factor)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sr_path = save_volume(out / f"{name}_sr_x{factor}.nii.gz", result.sr, affine, header=vol.header)
     # the uploaded volume is what the warnings judge (for an isotropic upload: the HR, thick axis 2)
-    warnings = input_warnings(shown, vol.header, factor, served, sidecar=vol.path)
-    warnings += range_warnings(vol.data, vol.affine, axis, contrast=served is not None)
+    warnings = input_warnings(shown, vol.header, factor, options.served, sidecar=vol.path)
+    warnings += range_warnings(vol.data, vol.affine, axis, contrast=options.served is not None)
     maps = None
-    if trust:
-        maps = _direct_trust(model, result, lr, lr_affine, axis, factor, phi, fusion, n_thin)
+    if options.trust:
+        maps = _direct_trust(model, result, lr, lr_affine, axis, factor, options.phi, options.fusion, n_thin)
     case = Case(
         name=name,
         axis=axis,
         factor=factor,
         slice_axis=result.slice_axes[0],
-        phi=float(phi),
+        phi=float(options.phi),
         zooms=tuple(float(z) for z in np.linalg.norm(affine[:3, :3], axis=0)),
         affine=affine,
         interp=result.interpolated,
@@ -734,22 +719,30 @@ def _run_nifti(
         simulated=iso,
         fusion=len(result.slice_axes) > 1,
         input_sha256=file_sha256(source),
-        model_name=model_name,
-        model_version=model_version,
+        model_name=options.model_name,
+        model_version=options.model_version,
         warnings=warnings,
         trust=keep_trust(maps, result.sr, affine, sr_path, vol.header) if maps is not None else None,
     )
-    case.window = mri_window(case.hr if hr is not None else case.interp)
+    return _with_window_and_metrics(case, "TransMRSR")
+
+
+def _with_window_and_metrics(case: Case, method: str) -> Case:
+    """``case`` with its display window (of the HR reference when it has one, else of the interpolated input)
+    and, with an HR reference, its metrics: the SR (named ``method``) and cubic interpolation against the HR,
+    the head-mask numbers first (the background only flatters)."""
+    hr = case.hr
+    case.window = mri_window(hr if hr is not None else case.interp)
     if hr is not None:
         mask = foreground_mask(hr)
-        for method, vol_ in (("TransMRSR", case.sr), ("cubic", case.interp)):
-            case.metrics.append(  # the head-mask numbers first: the background only flatters
+        for name, vol in ((method, case.sr), ("cubic", case.interp)):
+            case.metrics.append(
                 {
-                    "method": method,
-                    "PSNR mask (dB)": round(float(psnr(vol_, hr, mask)), 2),
-                    "SSIM mask": round(float(ssim(vol_, hr, mask)), 4),
-                    "PSNR (dB)": round(float(psnr(vol_, hr)), 2),
-                    "SSIM": round(float(ssim(vol_, hr)), 4),
+                    "method": name,
+                    "PSNR mask (dB)": round(float(psnr(vol, hr, mask)), 2),
+                    "SSIM mask": round(float(ssim(vol, hr, mask)), 4),
+                    "PSNR (dB)": round(float(psnr(vol, hr)), 2),
+                    "SSIM": round(float(ssim(vol, hr)), 4),
                 }
             )
     return case
@@ -798,32 +791,15 @@ def _direct_trust(model, result, lr, lr_affine, axis, factor, phi, fusion, n_thi
     return trust_for_result(wrap(result), lr, rerun, uncertainty=method)
 
 
-def _run_acquisition(
-    vol,
-    name,
-    iso,
-    path,
-    model,
-    out_dir,
-    scale,
-    phi,
-    fusion,
-    progress,
-    plan,
-    model_name,
-    model_version,
-    served,
-    adapt,
-    shown,
-    trust=False,
-) -> Case:
+def _run_acquisition(vol, name, iso, path, model: TransMRSR, out_dir, options: CaseOptions, shown) -> Case:
     """:func:`run_case` through the library's any-factor path (and adaptation)."""
     from .data.io import VolumeError
     from .inference import Acquisition, detect_acquisition, super_resolve_acquisition
 
+    plan = options.plan
     hr = None
     if iso:  # an isotropic upload adapted to: its simulated thick-slice version on the HR grid
-        axis, factor, hr = 2, int(scale), vol.data
+        axis, factor, hr = 2, int(options.scale), vol.data
         data = simulate_thick(hr, axis, factor)
         lr_affine = thick_affine(vol.affine, axis, factor)
         zooms = [float(z) for z in np.linalg.norm(lr_affine[:3, :3], axis=0)]
@@ -851,30 +827,37 @@ def _run_acquisition(
             raise ValueError(f"{name}: its geometry (axis {acq.axis}, ×{acq.factor:.3g}) differs from the one checked")
     if plan is not None and plan.simulated != iso:
         raise ValueError(f"{name}: its geometry differs from the one checked ({plan})")
-    options = dict(served=tuple(models), adapt=adapt, phi=phi, fusion=fusion, progress=progress, show_progress=False)
+    run = dict(
+        served=tuple(models),
+        adapt=options.adapt,
+        phi=options.phi,
+        fusion=options.fusion,
+        progress=options.progress,
+        show_progress=False,
+    )
     maps = None
-    if trust:  # the same SR (bit-identical), its maps, and an adapted copy reused by any extra run
+    if options.trust:  # the same SR (bit-identical), its maps, and an adapted copy reused by any extra run
         from .trust import super_resolve_with_trust
 
         res, maps = super_resolve_with_trust(
-            lambda m: model, data, acq, uncertainty=trust_method(bool(fusion)), **options
+            lambda m: model, data, acq, uncertainty=trust_method(bool(options.fusion)), **run
         )
     else:
-        res = super_resolve_acquisition(lambda m: model, data, acq, **options)
+        res = super_resolve_acquisition(lambda m: model, data, acq, **run)
     # an isotropic upload stays on its HR grid (as on the direct path); a thick one goes onto the library's grid
     affine = vol.affine if iso else acq.output_affine(lr_affine)
     r = acq.factor
     label = f"{r:.3g}".replace(".", "p") if abs(r - round(r)) > 1e-6 else str(int(round(r)))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tag = "_adapted" if adapt is not None else ""
+    tag = "_adapted" if options.adapt is not None else ""
     sr_path = save_volume(out / f"{name}_sr_x{label}{tag}.nii.gz", res.sr, affine, header=vol.header)
     case = Case(
         name=name,
         axis=acq.axis,
         factor=res.plan.model_factor,
         slice_axis=-1,
-        phi=float(phi),
+        phi=float(options.phi),
         zooms=tuple(float(z) for z in np.linalg.norm(affine[:3, :3], axis=0)),
         affine=affine,
         interp=res.cubic,
@@ -883,30 +866,17 @@ def _run_acquisition(
         scaler=IntensityScaler.fit(data),
         sr_path=sr_path,
         simulated=iso,
-        fusion=bool(fusion),
+        fusion=bool(options.fusion),
         input_sha256=file_sha256(path),
-        model_name=model_name,
-        model_version=model_version,
-        warnings=input_warnings(shown, vol.header, res.plan.model_factor, served, sidecar=vol.path)
-        + range_warnings(vol.data, vol.affine, acq.axis, contrast=served is not None),
+        model_name=options.model_name,
+        model_version=options.model_version,
+        warnings=input_warnings(shown, vol.header, res.plan.model_factor, options.served, sidecar=vol.path)
+        + range_warnings(vol.data, vol.affine, acq.axis, contrast=options.served is not None),
         acq_factor=None if iso else float(r),
-        adapted=adapt is not None,
+        adapted=options.adapt is not None,
         trust=keep_trust(maps, res.sr, affine, sr_path, vol.header) if maps is not None else None,
     )
-    case.window = mri_window(hr if hr is not None else case.interp)
-    if hr is not None:
-        mask = foreground_mask(hr)
-        for method, vol_ in (("TransMRSR (adapted)", case.sr), ("cubic", case.interp)):
-            case.metrics.append(
-                {
-                    "method": method,
-                    "PSNR mask (dB)": round(float(psnr(vol_, hr, mask)), 2),
-                    "SSIM mask": round(float(ssim(vol_, hr, mask)), 4),
-                    "PSNR (dB)": round(float(psnr(vol_, hr)), 2),
-                    "SSIM": round(float(ssim(vol_, hr)), 4),
-                }
-            )
-    return case
+    return _with_window_and_metrics(case, "TransMRSR (adapted)")
 
 
 def sr_slice(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .cpu_engine import accelerate_for_cpu, as_reference
 from .edsr import EDSR, EDSRConfig
 from .styleswin import Discriminator, MappingNetwork, StyleSwinGenerator, StyleSwinSynthesis
 from .transmrsr import ChannelWiseScaleShift, LatentHead, TransMRSR
@@ -32,6 +33,8 @@ __all__ = [
     "StyleSwinGenerator",
     "StyleSwinSynthesis",
     "TransMRSR",
+    "accelerate_for_cpu",
+    "as_reference",
     "fit_centroids",
     "load_sr_model",
     "sample_mapping_latents",

@@ -6,12 +6,13 @@ The generator is split the way TransMRSR uses it:
 * :class:`StyleSwinSynthesis` — learned 4x4 constant, style-modulated Swin layers with bilinear
   upsampling; this is the decoder that stage 2 fine-tunes, optionally modulated by CWSS;
 * :class:`ToGraySkips` — the StyleSwin "ToRGB" skip branch (1 channel here), stage 1 only.
+
+Reference maths only; the CPU inference fast paths are in :mod:`.cpu_engine`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,17 +21,13 @@ from torch import nn
 from ..config import TransMRSRConfig
 from ..hub import PretrainedMixin
 from .layers import (
-    CPU_CHUNK_TOKENS,
     EqualConv2d,
     EqualLinear,
     Mlp,
     PixelNorm,
     ScaledLeakyReLU,
-    chunked_cpu_path,
-    linear,
     sinusoidal_grid,
     styleswin_sinusoidal_grid,
-    token_chunks,
 )
 from .swin import WindowAttention
 from .truncation import LatentTruncation
@@ -39,11 +36,10 @@ from .truncation import LatentTruncation
 class AdaptiveInstanceNorm(nn.Module):
     """Instance norm over tokens, then per-channel ``gamma * x + beta`` from a style vector.
 
-    ``x (B, L, C)``, ``style (B, D)`` -> ``(B, L, C)``.
+    ``x (B, L, C)``, ``style (B, D)`` -> ``(B, L, C)``. The statistics are taken in float32.
     """
 
-    #: tokens per chunk of the squared-value reduction
-    STAT_CHUNK = CPU_CHUNK_TOKENS
+    EPS = 1e-5
 
     def __init__(self, dim: int, style_dim: int) -> None:
         super().__init__()
@@ -52,33 +48,16 @@ class AdaptiveInstanceNorm(nn.Module):
             self.style.bias[:dim] = 1.0
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        return self.modulation(x, style)(x)
-
-    def modulation(self, x: torch.Tensor, style: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The norm of ``x`` as a per-token map ``t (B, ..., C) -> t * scale + shift``: the
-        statistics need all of ``x``, applying them does not, so the attention and the MLP can
-        apply it chunk by chunk instead of reading a normalised copy of ``x``."""
         if x.dim() != 3:
             raise ValueError(f"AdaptiveInstanceNorm expects (B, L, C) tokens, got {tuple(x.shape)}")
-        gamma, beta = self.style(style)[:, None, :].chunk(2, dim=-1)
-        # E[x] and E[x^2] in float32; the squares over chunks of tokens, so that no full-size
-        # copy of x is made (var_mean and vector_norm over the token axis are several times
-        # slower on CPU)
+        gamma, beta = self.style(style)[:, None, :].chunk(2, dim=-1)  # (B, 1, C) each
         xf = x.float()
-        n = x.shape[1]
         mean = xf.mean(dim=1, keepdim=True)
-        mean_sq = sum(
-            (c * c).sum(dim=1, keepdim=True) for c in xf.split(max(1, self.STAT_CHUNK // x.shape[0]), dim=1)
-        ).div_(n)
-        var = (mean_sq - mean.square()).clamp_min(0.0)
-        scale = (gamma * torch.rsqrt(var + 1e-5)).to(x.dtype)  # (B, 1, C): one multiply-add per token
-        shift = (beta - mean * scale).to(x.dtype)
-
-        def apply(t: torch.Tensor) -> torch.Tensor:
-            # a chunk of tokens of every slice: (B, l, C)
-            return torch.addcmul(shift, t, scale)
-
-        return apply
+        var = (xf.square().mean(dim=1, keepdim=True) - mean.square()).clamp_min(0.0)  # E[x^2] - E[x]^2
+        # gamma * (x - mean) / sqrt(var + eps) + beta as one multiply-add per token: fewer full-size
+        # temporaries, in the forward pass and kept for the backward pass, than the formula as written
+        scale = gamma * torch.rsqrt(var + self.EPS)
+        return torch.addcmul(beta - mean * scale, xf, scale).to(x.dtype)
 
 
 class StyleSwinBlock(nn.Module):
@@ -100,13 +79,9 @@ class StyleSwinBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """``x (B, H*W, C)``, ``style (B, D)`` -> ``(B, H*W, C)``."""
-        # the norms are applied inside the attention and the MLP (chunk by chunk on CPU)
-        norm1 = self.norm1.modulation(x, style)
-        # the first attention's output is a new tensor (the second one still reads x), so the
-        # second attention and the MLP may add into it in place (CPU inference)
-        y = self.attn[0](x, residual=x, norm=norm1)
-        y = self.attn[1](x, residual=y, norm=norm1, inplace=True)
-        return self.mlp(y, residual=y, norm=self.norm2.modulation(y, style), inplace=True)
+        h = self.norm1(x, style)
+        x = x + self.attn[0](h) + self.attn[1](h)
+        return x + self.mlp(self.norm2(x, style))
 
 
 def decoder_position_table(kind: str, resolution: int, channels: int, img_size: int) -> torch.Tensor:
@@ -141,9 +116,6 @@ class BilinearUpsample(nn.Module):
     ``out_resolution`` (the synthesis network passes :func:`decoder_position_table`'s).
     """
 
-    #: tokens per chunk on the CPU inference path
-    CPU_CHUNK = CPU_CHUNK_TOKENS
-
     def __init__(self, dim: int, out_dim: int, out_resolution: int, pos: torch.Tensor | None = None) -> None:
         super().__init__()
         if pos is None:
@@ -167,15 +139,7 @@ class BilinearUpsample(nn.Module):
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         tokens = x.permute(0, 2, 3, 1).reshape(b, 4 * length, c)
         pos, alpha = self.pos.to(x.dtype).flatten(1, 2), self.alpha.to(x.dtype)
-        if chunked_cpu_path(b * 4 * length, self.CPU_CHUNK, tokens, self.reduction.weight):
-            # CPU inference: norm, reduction and position term chunk by chunk into one buffer,
-            # instead of a normalised full-size copy and a second pass for the position term
-            out = tokens.new_empty(b, 4 * length, self.reduction.out_features)
-            for part in token_chunks(4 * length, b, self.CPU_CHUNK):
-                y = linear(self.norm(tokens[:, part]), self.reduction)
-                torch.addcmul(y, pos[:, part], alpha, out=out[:, part])
-            return out
-        return torch.addcmul(linear(self.norm(tokens), self.reduction), pos, alpha)
+        return torch.addcmul(self.reduction(self.norm(tokens)), pos, alpha)  # ... + alpha * pos
 
 
 class StyleLayer(nn.Module):
@@ -344,6 +308,11 @@ class StyleSwinGenerator(nn.Module, PretrainedMixin):
         self.truncation = LatentTruncation(config.num_centroids, config.style_dim)
         self.synthesis.apply(init_styleswin_weights)
         self.to_gray.apply(init_styleswin_weights)
+        # the CPU inference engine's modules, as in TransMRSR (its _use_cpu_engine): the no-grad
+        # passes of stage-1 training (the D step's fakes, samples) take the fast path
+        from .cpu_engine import accelerate_for_cpu  # it imports this module
+
+        accelerate_for_cpu(self)
 
     def latents(self, z: torch.Tensor) -> torch.Tensor:
         """Map z to one w per style input: ``(B, D)`` or ``(B, L, D)`` -> ``(B, L, D)``."""

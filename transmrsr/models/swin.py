@@ -3,19 +3,18 @@
 Feature maps inside the transformer parts are channels-last, ``(B, H, W, C)``; the
 convolutional parts use ``(B, C, H, W)``. Attention runs through
 ``torch.nn.functional.scaled_dot_product_attention`` with the relative-position bias broadcast
-over windows (and the shifted-window mask only on the border windows that need it), cached
-while gradients are off.
+over windows (and the shifted-window mask only on the border windows that need it).
+Reference maths only; the CPU inference fast paths (chunked, fused, in place) are in
+:mod:`.cpu_engine`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import CPU_CHUNK_TOKENS, DropPath, Mlp, chunked_cpu_path, conv2d_same, linear
+from .layers import DropPath, Mlp
 
 
 def relative_position_index(window: int) -> torch.Tensor:
@@ -86,20 +85,21 @@ class WindowAttention(nn.Module):
         shift: cyclic shift in pixels (0 = plain windows); dropped when the map is one window.
         proj_bias: whether the output projection has a bias.
 
-    ``forward(x (B, H*W, dim))`` returns the projected attention output ``(B, H*W, dim)``;
-    ``forward(x, residual)`` returns ``residual + output``; ``forward(x, residual, norm)``
-    attends over ``norm(x)`` for a per-token ``norm`` (a LayerNorm), applied to the gathered
-    tokens (chunk by chunk on the CPU inference path, see :meth:`_chunked`). With
-    ``inplace=True`` the CPU inference path adds the output into ``residual`` itself (which may
-    be ``x``) and returns it: for callers that own ``residual`` and do not need it afterwards.
+    ``forward(x (B, H*W, dim))`` returns the projected attention output ``(B, H*W, dim)``.
     Tokens are gathered once into window order (:func:`window_order`), so neither the roll
     nor the window partition is a separate copy. The relative-position bias is one
     ``(1, heads, N, N)`` tensor broadcast over windows; only the border windows of a shifted
     layer are run again with their own ``(1, n_mixed, heads, N, N)`` bias + mask. Both feed
-    ``scaled_dot_product_attention`` (its fused path on CPU and GPU) and are cached while
-    gradients are off. A per-window 4-D mask would cost ``nW`` times the memory (270 MB for
-    one 256² layer of the ``paper`` preset) and time to read.
+    ``scaled_dot_product_attention`` (its fused path on CPU and GPU). A per-window 4-D mask
+    would cost ``nW`` times the memory (270 MB for one 256² layer of the ``paper`` preset) and
+    time to read.
     """
+
+    #: head-width multiple per device type that the fused attention kernels need: CUDA's
+    #: memory-efficient kernel (the one that takes an additive mask) wants widths divisible by 8
+    #: in half precision, and the ``paper`` encoder's 256² level has width 4; without the padding
+    #: that level falls back to the math path, which writes every window's score matrix
+    HEAD_ALIGN: dict[str, int] = {"cuda": 8}
 
     def __init__(
         self, dim: int, attn_dim: int, heads: int, resolution: int, window: int, shift: int = 0, proj_bias: bool = True
@@ -112,7 +112,7 @@ class WindowAttention(nn.Module):
             raise ValueError(f"resolution {resolution} is not a multiple of window {window}")
         self.dim, self.attn_dim, self.heads = dim, attn_dim, heads
         self.window, self.shift, self.resolution = window, shift, resolution
-        # output channels are laid out (heads, 3, head_dim): see window_order
+        # output channels are laid out (heads, 3, head_dim): see forward
         self.qkv = nn.Linear(dim, 3 * attn_dim)
         self.proj = nn.Linear(attn_dim, dim, bias=proj_bias)
         self.bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
@@ -125,129 +125,53 @@ class WindowAttention(nn.Module):
         self.n_mixed = int(mixed.sum())
         mask = shifted_window_mask(resolution, resolution, window, shift)[mixed][None, :, None] if shift else None
         self.register_buffer("shift_mask", mask, persistent=False)  # (1, n_mixed, 1, N, N)
-        self._cache: tuple | None = None
-
-    #: tokens per group on the CPU inference path (see :meth:`_chunked`)
-    CPU_CHUNK = CPU_CHUNK_TOKENS
-    #: head-width multiple per device type that the fused attention kernels need: CUDA's
-    #: memory-efficient kernel (the one that takes an additive mask) wants widths divisible by 8
-    #: in half precision, and the ``paper`` encoder's 256² level has width 4; without the padding
-    #: that level falls back to the math path, which writes every window's score matrix
-    HEAD_ALIGN: dict[str, int] = {"cuda": 8}
 
     def attn_bias(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(bias (1, heads, N, N), mixed (1, n_mixed, heads, N, N) or None)``: the relative-position
-        bias for every window, and bias + shift mask for the windows that need the mask.
-
-        On CPU with gradients off both are cached, keyed on a copy of the (small) bias table
-        compared by value, so in-place updates of any kind (optimiser, EMA through ``.data``,
-        ``load_state_dict``) are always seen. On GPU they are rebuilt each call (small, and a
-        value comparison would synchronise the device).
-        """
-        table = self.bias_table
-        cacheable = not torch.is_grad_enabled() and table.device.type == "cpu" and not torch.compiler.is_compiling()
-        if cacheable and self._cache is not None:
-            cached_table, cached_dtype, cached = self._cache
-            if cached_dtype == dtype and torch.equal(cached_table, table):
-                return cached
+        bias for every window, and bias + shift mask for the windows that need the mask."""
         n = self.window * self.window
         # (1, heads, N, N): a 3-D mask would send the CPU kernel down its slow math path
-        bias = table[self.rel_index.reshape(-1)].view(n, n, self.heads).permute(2, 0, 1)[None].to(dtype).contiguous()
+        bias = self.bias_table[self.rel_index.reshape(-1)].view(n, n, self.heads).permute(2, 0, 1)[None]
+        bias = bias.to(dtype).contiguous()
         mixed = (bias + self.shift_mask.to(dtype)) if self.shift_mask is not None else None
-        if cacheable:
-            self._cache = (table.detach().clone(), dtype, (bias, mixed))
         return bias, mixed
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        residual: torch.Tensor | None = None,
-        norm: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        inplace: bool = False,
-    ) -> torch.Tensor:
-        b, length, _ = x.shape
-        n_windows = length // (self.window * self.window)
-        if chunked_cpu_path(b * length, self.CPU_CHUNK, x, self.qkv.weight):
-            return self._chunked(x, n_windows, norm, residual, inplace)
-        xw = x.index_select(1, self.order)
-        out = self._attend(xw if norm is None else norm(xw), 0, n_windows, n_windows)
-        # project while still in window order, then one gather back (index_select is far
-        # cheaper than a scatter such as index_add on CPU)
-        out = out.index_select(1, self.inverse_order)
-        if residual is None:
-            return out
-        return out.add_(residual) if not torch.is_grad_enabled() else residual + out
-
-    def _chunked(
-        self,
-        x: torch.Tensor,
-        n_windows: int,
-        norm: Callable[[torch.Tensor], torch.Tensor] | None,
-        residual: torch.Tensor | None,
-        inplace: bool,
-    ) -> torch.Tensor:
-        """CPU inference: the windows in groups of about ``CPU_CHUNK`` tokens (all slices of the
-        batch together), so that each group's qkv and attention buffers stay in cache. Each
-        group's projected output (plus its residual tokens) is scattered straight to natural
-        token order, into ``residual`` when ``inplace`` else into one new buffer: no full-size
-        window-ordered copy, no full-size gather back. ``residual`` may be ``x``: a group's
-        tokens are read before they are written and no other group reads them. Same result as
-        one pass."""
-        b, n = x.shape[0], self.window * self.window
-        out = residual if inplace and residual is not None else x.new_empty(b, n_windows * n, self.dim)
-        per = max(1, self.CPU_CHUNK // (b * n))
-        for w0 in range(0, n_windows, per):
-            k = min(per, n_windows - w0)
-            idx = self.order[w0 * n : (w0 + k) * n]
-            xw = x.index_select(1, idx)
-            o = self._attend(xw if norm is None else norm(xw), w0, k, n_windows)
-            if residual is not None:
-                o.add_(xw if residual is x else residual.index_select(1, idx))
-            out.index_copy_(1, idx, o)
-        return out
-
-    def _attend(self, xw: torch.Tensor, w0: int, k: int, n_windows: int) -> torch.Tensor:
-        """Attention over windows ``w0 .. w0 + k - 1`` (window order) of every slice:
-        ``xw (B, k*N, dim)`` in window order -> projected output ``(B, k*N, dim)``, same order."""
-        b = xw.shape[0]
-        n = self.window * self.window
-        heads, d = self.heads, self.attn_dim // self.heads
-        # q, k, v: strided (B*k, heads, N, d) views of one qkv buffer (channels (heads, 3, d));
-        # the fused kernel takes strides, so there is no copy
-        qkv = linear(xw, self.qkv).view(b * k, n, heads, 3, d)
-        q, k_, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)
-        bias, mixed = self.attn_bias(q.dtype)
-        # head widths the fused kernels of this device cannot take are zero-padded: zero columns
-        # add nothing to q.k, and the output's extra columns (zero) are dropped; the scale stays
-        # that of the true width
+    def sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``softmax(q k^T / sqrt(d) + mask) v`` for ``q, k, v (..., N, d)``. Head widths the fused
+        kernels of this device cannot take are zero-padded: zero columns add nothing to q.k, the
+        output's extra (zero) columns are dropped, and the scale stays that of the true width."""
+        d = q.shape[-1]
         pad = -d % self.HEAD_ALIGN.get(q.device.type, 1)
-        if pad:
-            q, k_, v = (F.pad(t, (0, pad)) for t in (q, k_, v))
-        dk, scale = d + pad, (d**-0.5 if pad else None)  # None: the kernel's own 1/sqrt(d)
-        out = F.scaled_dot_product_attention(q, k_, v, attn_mask=bias, scale=scale)  # (B*k, heads, N, dk)
-        first_mixed = n_windows - self.n_mixed  # border windows come last in window order
-        m0 = max(first_mixed, w0) - w0  # the first border window of this group, if any
-        if self.n_mixed and m0 < k:
+        if not pad:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        q, k, v = (F.pad(t, (0, pad)) for t in (q, k, v))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=d**-0.5)[..., :d]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, length, _ = x.shape
+        n = self.window * self.window
+        nw, m = length // n, self.n_mixed  # windows per slice; border windows (listed last)
+        heads, d = self.heads, self.attn_dim // self.heads
+        # the cyclic shift and the window partition as one gather: (B, nW*N, dim), window-major
+        xw = x.index_select(1, self.order)
+        # q, k, v: strided (B*nW, heads, N, d) views of one qkv buffer (channels (heads, 3, d));
+        # the fused kernel takes strides, so there is no copy
+        q, k, v = self.qkv(xw).view(b * nw, n, heads, 3, d).permute(3, 0, 2, 1, 4).unbind(0)
+        bias, mixed = self.attn_bias(q.dtype)
+        out = self.sdpa(q, k, v, bias)  # (B*nW, heads, N, d)
+        if m:
             # the border windows again, with the shift mask (about 2/sqrt(nW) of the work):
             # cheaper than a per-window mask over all of them
-            m = k - m0
-
             def border(t: torch.Tensor) -> torch.Tensor:
-                return t.unflatten(0, (b, k))[:, m0:].reshape(b * m, heads, n, dk)
+                return t.unflatten(0, (b, nw))[:, nw - m :].flatten(0, 1)
 
-            lo = w0 + m0 - first_mixed
-            mask = mixed[:, lo : lo + m].expand(b, m, heads, n, n).reshape(b * m, heads, n, n)  # a view when B = 1
-            o_m = F.scaled_dot_product_attention(border(q), border(k_), border(v), attn_mask=mask, scale=scale)
-            out = out.view(b, k, heads, n, dk)
-            if torch.is_grad_enabled():
-                out = torch.cat([out[:, :m0], o_m.view(b, m, heads, n, dk)], dim=1)
-            else:
-                out[:, m0:] = o_m.view(b, m, heads, n, dk)
-        out = out.view(b, k, heads, n, dk)
-        if pad:
-            out = out[..., :d]
-        out = out.transpose(2, 3).reshape(b, k * n, self.attn_dim)
-        return linear(out, self.proj)
+            mask = mixed.expand(b, m, heads, n, n).flatten(0, 1)  # (B*m, heads, N, N)
+            out_m = self.sdpa(border(q), border(k), border(v), mask)
+            out = torch.cat([out.unflatten(0, (b, nw))[:, : nw - m], out_m.unflatten(0, (b, m))], dim=1)
+        out = out.reshape(b, nw, heads, n, d).transpose(2, 3).reshape(b, nw * n, self.attn_dim)
+        # project while still in window order, then one gather back (index_select is far
+        # cheaper than a scatter such as index_add on CPU)
+        return self.proj(out).index_select(1, self.inverse_order)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, attn_dim={self.attn_dim}, heads={self.heads}, window={self.window}, shift={self.shift}"
@@ -266,23 +190,13 @@ class SwinLayer(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-        """``x (B, H*W, C) -> (B, H*W, C)``; ``inplace``: ``x`` may be overwritten (CPU inference)."""
-        if self.drop_path.p and self.training:
-            x = x + self.drop_path(self.attn(self.norm1(x)))
-            return x + self.drop_path(self.mlp(self.norm2(x)))
-        # the norms run inside the attention and the MLP: chunk by chunk on the CPU path. The
-        # MLP may always add in place: its input is the attention's output, owned here
-        # (a new tensor unless ``inplace``)
-        x = self.attn(x, residual=x, norm=self.norm1, inplace=inplace)
-        return self.mlp(x, residual=x, norm=self.norm2, inplace=True)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class PatchMerging(nn.Module):
     """2x2 space-to-depth, LayerNorm, Linear (no bias): ``(B, H, W, C) -> (B, H/2, W/2, C_out)``."""
-
-    #: output tokens per band on the CPU inference path
-    CPU_CHUNK = CPU_CHUNK_TOKENS
 
     def __init__(self, dim: int, out_dim: int) -> None:
         super().__init__()
@@ -291,20 +205,8 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
-        if chunked_cpu_path(b * h * w // 4, self.CPU_CHUNK, x, self.reduction.weight):
-            # CPU inference: bands of output rows, so that the space-to-depth copy and its norm
-            # stay in cache instead of making two full-size round trips through memory
-            out = x.new_empty(b, h // 2, w // 2, self.reduction.out_features)
-            rows = max(1, self.CPU_CHUNK // (b * (w // 2)))
-            for r in range(0, h // 2, rows):
-                out[:, r : r + rows] = self._merge(x[:, 2 * r : 2 * (r + rows)])
-            return out
-        return self._merge(x)
-
-    def _merge(self, x: torch.Tensor) -> torch.Tensor:
-        b, h, w, c = x.shape
         x = x.reshape(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(b, h // 2, w // 2, 4 * c)
-        return linear(self.norm(x), self.reduction)
+        return self.reduction(self.norm(x))
 
 
 class EncoderLevel(nn.Module):
@@ -336,12 +238,10 @@ class EncoderLevel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
         y = x.reshape(b, h * w, c)
-        for i, layer in enumerate(self.layers):
-            y = layer(y, inplace=i > 0)  # the first layer's input is x, still needed below
-        # F^ = conv(RSTB(F)) + F, the sum fused into the conv on CPU (channels-last views)
-        y = conv2d_same(
-            y.view(b, h, w, c).permute(0, 3, 1, 2), self.conv.weight, self.conv.bias, residual=x.permute(0, 3, 1, 2)
-        )
+        for layer in self.layers:
+            y = layer(y)
+        # F^ = Conv3x3(RSTB(F)) + F on (B, C, H, W) views of the channels-last maps
+        y = x.permute(0, 3, 1, 2) + self.conv(y.view(b, h, w, c).permute(0, 3, 1, 2))
         return self.merge(y.permute(0, 2, 3, 1))
 
 

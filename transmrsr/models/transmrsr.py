@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 
 import torch
 from torch import nn
 
 from ..config import TransMRSRConfig
 from ..hub import PretrainedMixin
-from .layers import ConvStack, EqualConv2d, EqualLinear, ScaledLeakyReLU, conv2d_same
+from .layers import ConvStack, EqualConv2d, EqualLinear, ScaledLeakyReLU
 from .styleswin import StyleSwinGenerator, StyleSwinSynthesis, init_styleswin_weights
 from .swin import SwinEncoder
 from .truncation import LatentTruncation
@@ -74,18 +73,19 @@ class ChannelWiseScaleShift(nn.Module):
         self.shift = branch()
 
     def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = feat.permute(0, 3, 1, 2)  # channels-last view: the conv outputs stay channels-last
+        f = feat.permute(0, 3, 1, 2)  # (B, C_e, h, w), a view; the conv outputs keep its channels-last layout
+        alpha, beta = self.scale(f), self.shift(f)
+        return alpha.permute(0, 2, 3, 1).flatten(1, 2), beta.permute(0, 2, 3, 1).flatten(1, 2)  # (B, h*w, C), views
 
-        def run(branch: nn.Sequential) -> torch.Tensor:
-            first, _, second = branch
-            # sqrt(2) * leaky_relu(z) = leaky_relu(sqrt(2) * z): the scaled activation folds into
-            # the first conv's weights, so that it can run in the conv's epilogue on CPU
-            gain = math.sqrt(2.0)
-            h = conv2d_same(f, first.weight * (first.scale * gain), first.bias * gain, "leaky_relu")
-            out = conv2d_same(h, second.weight * second.scale, second.bias)
-            return out.permute(0, 2, 3, 1).flatten(1, 2)  # (B, h*w, C), a view
 
-        return run(self.scale), run(self.shift)
+def _use_cpu_engine(model: nn.Module) -> None:
+    """Swap the CPU inference engine's fast modules in (:func:`.cpu_engine.accelerate_for_cpu`):
+    same weights and maths, taken only for CPU float32 runs without gradients; every other run
+    (training, autograd, GPU, autocast, compiling) goes through the reference ``forward`` of the
+    modules above. :func:`.cpu_engine.as_reference` gives the reference modules back."""
+    from .cpu_engine import accelerate_for_cpu  # it imports this module
+
+    accelerate_for_cpu(model)
 
 
 class TransMRSR(nn.Module, PretrainedMixin):
@@ -94,7 +94,8 @@ class TransMRSR(nn.Module, PretrainedMixin):
     Ablation switches (all in the config): ``use_generative_prior`` (see
     :meth:`load_generative_prior`), ``use_sdt``, ``use_cwss`` (MREF), ``use_skip`` and
     ``use_residual`` (SC), ``freeze_prior`` (the decoder's parameters are built with
-    ``requires_grad=False``).
+    ``requires_grad=False``). Built with the CPU inference engine's modules swapped in
+    (:func:`_use_cpu_engine`).
     """
 
     def __init__(self, config: TransMRSRConfig) -> None:
@@ -123,6 +124,7 @@ class TransMRSR(nn.Module, PretrainedMixin):
             self.recon_out.bias.zero_()
         if cfg.freeze_prior:  # Table 4's frozen GP: stage 2 trains everything but the decoder
             self.decoder.requires_grad_(False)
+        _use_cpu_engine(self)
 
     # ------------------------------------------------------------------ parts
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
