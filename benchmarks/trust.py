@@ -174,7 +174,7 @@ def main() -> None:
                             base_s=t_base,
                         )
                     )
-            lr_map, sr_map, s_sr = consistency_map(base.sr, lr, acq)
+            lr_map, sr_map, _ = consistency_map(base.sr, lr, acq)
             for label, u in (
                 ("|SR − cubic| (reference)", np.abs(base.sr - base.cubic)),
                 ("consistency residual on the SR grid (reference)", sr_map),

@@ -192,8 +192,9 @@ def test_detect_factor_errors_name_the_problem(tmp_path):
     iso = Volume(np.ones((8, 8, 8), np.float32), np.eye(4), path="iso.nii.gz")
     with pytest.raises(VolumeError, match="isotropic"):
         detect_acquisition(iso)
-    with pytest.raises(VolumeError, match="--axis"):
+    with pytest.raises(VolumeError, match="give both the slice-thickness factor and the thick axis") as err:
         detect_acquisition(iso, scale=4.0)  # which axis is thick cannot be guessed
+    assert set(err.value.params) == {"scale", "axis"} and "--" not in str(err.value)
     assert detect_acquisition(iso, scale=4.0, axis=1).factors == (1.0, 4.0, 1.0)
     ok = Volume(np.ones((8, 8, 4), np.float32), np.diag([1.0, 1.0, 3.0, 1.0]), path="ok.nii.gz")
     with pytest.raises(VolumeError, match="slice thickness"):

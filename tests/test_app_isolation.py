@@ -228,12 +228,12 @@ def test_one_resolve_model_for_the_cli_and_the_app(tmp_path, monkeypatch):
     for spec in (BUNDLED, "owner/name", str(tmp_path / "run")):
         r = resolve_model(spec, 4)
         assert reg.check(spec, 4) == (r.key, r.source, r.name, r.bundled)
-    assert cli.default_model_dir(8) == Path(resolve_model(None, 8).source)
     loaded = []
     monkeypatch.setattr("transmrsr.models.load_sr_model", lambda source, **kw: loaded.append(source))
     cli._load_model(None, 4)
+    cli._load_model(None, 8)
     cli._load_model("owner/name", 4)
-    assert loaded == [bundled4.source, "owner/name"]
+    assert loaded == [bundled4.source, resolve_model(None, 8).source, "owner/name"]
 
 
 def test_model_cache_is_a_bounded_lru():

@@ -364,8 +364,8 @@ def test_simulate_total_voxel_limit_monkeypatched(tmp_path, capfd, monkeypatch):
 @pytest.mark.parametrize(
     "args,words",
     [
-        (["--scale", "1", "--axis", "2"], ("scale",)),
-        (["--scale", "4", "--axis", "3"], ("axis",)),
+        (["--scale", "1", "--axis", "2"], ("--scale must lie between",)),
+        (["--scale", "4", "--axis", "3"], ("--axis must be 0, 1 or 2",)),
         (["--scale", "4", "--axis", "2", "--profile", "bogus"], ("profile",)),
         (["--scale", "8", "--axis", "1"], ("slices", "fewer")),  # 6 slices along axis 1
     ],
@@ -579,6 +579,14 @@ def test_sr_absurd_scale_refused_before_reading(tmp_path, capfd, no_data_read, n
     line = cli_error(capfd, "sr", path, tmp_path / "sr.nii.gz", "--scale", scale, "--axis", "2")
     check_message(line, path, ("--scale",))
     assert "between 1.5 and 16" in line
+
+
+@pytest.mark.parametrize("axis", ["3", "-1"])
+def test_sr_bad_axis_is_one_line_before_reading(tmp_path, capfd, no_data_read, no_model, axis):
+    # refused before the volume is read: no input-range warning computed along an axis that does not exist
+    path = _good_lr(tmp_path / "lr.nii.gz")
+    line = cli_error(capfd, "sr", path, tmp_path / "sr.nii.gz", "--axis", axis)
+    check_message(line, path, ("--axis must be 0, 1 or 2",))
 
 
 def test_sr_output_beyond_the_memory_limit_refused_before_reading(tmp_path, capfd, monkeypatch, no_data_read, no_model):

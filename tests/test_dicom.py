@@ -311,7 +311,7 @@ def test_bad_series_gives_one_clear_line(fault, words, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_several_series_structural_one_is_chosen_or_asked_for(tmp_path):
+def test_several_series_structural_one_is_chosen_or_asked_for(tmp_path, capsys):
     root = tmp_path / "study"
     unpack(SIEMENS, root / "t1")
     unpack(DATA / "toshiba_dti_ax30d_b0_20slices.zip", root / "dti")  # echo-planar: set aside
@@ -327,14 +327,26 @@ def test_several_series_structural_one_is_chosen_or_asked_for(tmp_path):
     _as_new_series(unpack(SIEMENS, root / "t1_again"), 4)
     with pytest.raises(VolumeError) as err:
         convert_dicom(root)
-    text = str(err.value)
-    assert (
-        "2 structural series" in text and "--series" in text and "3 't1_fl2d_sag'" in text and "4 't1_fl2d_sag'" in text
-    )
+    text = str(err.value)  # the library's words; the command line names its flag
+    assert "2 structural series; choose one by its key with the series argument" in text and "--" not in text
+    assert "3 't1_fl2d_sag'" in text and "4 't1_fl2d_sag'" in text and err.value.params.keys() == {"series"}
+    assert main(["sr", str(root), str(tmp_path / "no.nii.gz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 structural series; choose one by its key with --series: " in err[0], err
     with convert_dicom(root, series=4) as d:
         assert d.series.number == "4" and d.series.shape[:3] == (256, 256, 12)
     with convert_dicom(root, series="8006") as d:  # a non-structural series when asked for by number
         assert d.series.description == "DTI AX 30d"
+
+
+def test_a_parameter_error_on_the_converted_series_names_the_flag_and_the_input(tmp_path, capsys):
+    """An error from the SR of the converted NIfTI names the DICOM input (not the temporary file) and, on the
+    command line, the flag (the library says "the thick axis")."""
+    rc = main(["sr", str(SIEMENS), str(tmp_path / "o.nii.gz"), "--axis", "5", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1] == (
+        f"transmrsr sr: error: {SIEMENS} (series 3 't1_fl2d_sag'): --axis must be 0, 1 or 2, got 5"
+    ), err
 
 
 def test_zip_with_unsafe_names_is_unpacked_inside_its_folder(tmp_path):
@@ -385,7 +397,11 @@ def test_enhanced_file_with_two_images_asks_and_converts_the_chosen_one(tmp_path
     with pytest.raises(VolumeError) as err:
         convert_dicom(src)
     text = str(err.value)
-    assert "no structural volume" in text and "--series 801_WIP_B0_NS_e1" in text and "fieldmaphz" in text
+    assert "no structural volume" in text and "the series argument 801_WIP_B0_NS_e1" in text and "fieldmaphz" in text
+    capsys.readouterr()
+    assert main(["sr", str(src), str(tmp_path / "no.nii.gz")]) == 2  # the command line names its flag
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "(choose it with --series 801_WIP_B0_NS_e1)" in err[0], err
     out = tmp_path / "sr.nii.gz"
     rc = main(
         [

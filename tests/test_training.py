@@ -34,6 +34,7 @@ from transmrsr.cli import main
 from transmrsr.config import ConfigError, SRTrainConfig, TransMRSRConfig
 from transmrsr.data import IntensityScaler, interpolate_to_thin, load_volume, simulate_thick
 from transmrsr.data.datasets import Augment, HRSliceDataset, SRPairDataset, find_volumes, split_subjects
+from transmrsr.errors import ParameterError
 from transmrsr.losses import PerceptualLoss, PerceptualWeightsError, VGG19Features, load_vgg19_features
 from transmrsr.models import StyleSwinGenerator
 from transmrsr.models.truncation import sample_mapping_latents
@@ -309,7 +310,10 @@ def test_fit_centroids(gan_run, tmp_path, capsys):
     capsys.readouterr()
     assert cli("fit-centroids", "--gan", copy, "--num-samples", 50, "--clusters", k + 1) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "clusters" in err[0]
+    assert len(err) == 1 and f"--clusters {k + 1} differs from the model's num_centroids {k}" in err[0], err
+    with pytest.raises(ParameterError, match=f"the number of clusters {k + 1} differs") as exc:
+        fit_generator_centroids(copy, 50, clusters=k + 1)
+    assert exc.value.params.keys() == {"clusters"}
 
 
 # ============================================================================ 3. stage 2
@@ -370,7 +374,7 @@ def test_stage2_outputs(sr_run, gan_dir):
     assert start["perceptual"] is False and start["prior_loaded"] is True and start["processes"] == 1
     assert start["options"]["perceptual"] is False
     notes = [r for r in log if r.get("event") == "note"]
-    assert len(notes) == 1 and "perceptual" in notes[0]["message"] and "--no-perceptual" in notes[0]["message"]
+    assert len(notes) == 1 and notes[0]["message"] == "perceptual terms off (perceptual=False): loss = L1 only"
     steps = step_records(log)
     assert [r["step"] for r in steps] == [1, 2, 3, 4, 5]
     for r in steps:
@@ -540,7 +544,9 @@ def test_sigterm_then_resume(stage, data_dir, gan_dir, tmp_path):
                 proc.kill()
                 proc.wait()
     assert rc == 0, (tmp_path / "stderr").read_text()[-2000:]
-    assert "stopped at step" in (tmp_path / "stdout").read_text()
+    said = (tmp_path / "stdout").read_text()
+    assert "stopped at step" in said and "resume the run to continue it" in said
+    assert f"transmrsr {stage}: to continue the run, give the same command with --resume" in said
     log = read_log(killed)
     s = load_state(killed)["step"]
     assert s >= 3

@@ -25,7 +25,10 @@ file and the problem; no output file is left behind. Before any model is loaded 
 read, ``sr`` and ``simulate`` check the input's header (shape, RGB / complex voxels, voxel sizes,
 memory, see :mod:`transmrsr.data.io`), ``--scale``, ``--device``, and that the output can be
 written and is not the input; commands writing an ``--out`` folder check that it can be written.
-Messages name only what the user typed (and files inside or folders above it).
+Messages name only what the user typed (and files inside or folders above it). The library words
+its errors neutrally ("the thick axis must be 0, 1 or 2"); where one names a parameter the user
+set, the line shows that command's flag in its place ("--axis must be 0, 1 or 2"), see
+:func:`error_text` and :mod:`transmrsr.errors`.
 """
 
 from __future__ import annotations
@@ -91,10 +94,6 @@ CHECKPOINTS = BUNDLED_ROOT
 
 #: Factors the bundled weights are trained at (any other factor is served by them, see the README).
 BUNDLED_FACTORS = (4, 8)
-
-
-def default_model_dir(scale: int) -> Path:
-    return Path(resolve_model(None, scale, bundled_root=CHECKPOINTS, must_exist=False).source)
 
 
 def _load_model(spec: str | None, scale: int, revision: str | None = None):
@@ -237,9 +236,16 @@ def _sr_dicom(args: argparse.Namespace) -> int:
         inner = argparse.Namespace(**{**vars(args), "input": str(dicom.nifti), "dicom_out": None, "series": None})
         try:
             rc = _cmd_sr(inner)
-        except (VolumeError, ValueError) as exc:
-            text = str(exc).replace(str(dicom.nifti), dicom.public_path())
-            raise (VolumeError(text, path=args.input) if isinstance(exc, VolumeError) else ValueError(text)) from None
+        except (VolumeError, ValueError) as exc:  # the message names the input, not the temporary NIfTI
+            from .errors import NamesParameters, ParameterError
+
+            text = (exc.template if isinstance(exc, NamesParameters) else str(exc)).replace(
+                str(dicom.nifti), dicom.public_path()
+            )
+            params = exc.params if isinstance(exc, NamesParameters) else None
+            if isinstance(exc, VolumeError):
+                raise VolumeError(text, path=args.input, params=params) from None
+            raise ParameterError(text, params=params) from None
         if dicom_out:
             import nibabel as nib
             import numpy as np
@@ -267,6 +273,8 @@ def _cmd_sr(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_scale(args.scale, args.input)
+    if args.axis is not None and args.axis not in (0, 1, 2):  # before any warning is computed along it
+        raise ValueError(f"{args.input}: --axis must be 0, 1 or 2, got {args.axis}")
     check_device(args.device)
     if getattr(args, "dicom_out", None) or _is_dicom(args.input):  # a DICOM series: converted first (issue 20)
         return _sr_dicom(args)
@@ -276,7 +284,7 @@ def _cmd_sr(args: argparse.Namespace) -> int:
     declared = header_factor(info)
     factor = args.scale if args.scale is not None else (declared[1] if declared else None)
     if factor is not None:
-        check_scale(factor, args.input, what="the slice-thickness factor" if args.scale is None else "--scale")
+        check_scale(factor, args.input, what=None if args.scale is not None else "the slice-thickness factor")
         check_output_size(info, factor)
     vol = load_volume(args.input)
     from .trust import input_range_warnings
@@ -529,10 +537,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             raise VolumeError(f"{args.mask}: mask shape {mask.shape} differs from the HR's {hr.shape}")
         if not mask.any():
             raise VolumeError(f"{args.mask}: the mask is empty")
-        if mask.shape != hr.shape:
-            raise VolumeError(f"{args.mask}: mask shape {mask.shape} differs from the HR's {hr.shape}")
-        if not mask.any():
-            raise VolumeError(f"{args.mask}: the mask is empty")
     if args.protocol == "authors":  # the authors' 8-bit, 256²-canvas protocol (no mask, no Dice)
         from .evaluation import evaluate_authors
 
@@ -564,7 +568,23 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
 
     check_output_folder(args.out)
     train_gan(from_args(GANTrainConfig, args))
+    _say_how_to_resume(args)
     return 0
+
+
+def _say_how_to_resume(args: argparse.Namespace) -> None:
+    """After a run that SIGINT / SIGTERM stopped (it saved its state; the last record of its log
+    says ``stopped``): the flag that continues it, once (from the main process of a launcher)."""
+    from .training.common import LOG_NAME
+
+    if os.environ.get("RANK", "0") != "0":
+        return
+    try:
+        stopped = json.loads((Path(args.out) / LOG_NAME).read_text().splitlines()[-1]).get("event") == "stopped"
+    except (OSError, ValueError, IndexError, AttributeError):
+        return
+    if stopped:
+        print(f"transmrsr {args.command}: to continue the run, give the same command with --resume")
 
 
 def _cmd_fit_centroids(args: argparse.Namespace) -> int:
@@ -588,6 +608,7 @@ def _cmd_train_sr(args: argparse.Namespace) -> int:
             "train-sr: perceptual terms off (--no-perceptual): the loss is L1 only; recorded in log.jsonl and the model card"
         )
     train_sr(from_args(SRTrainConfig, args))
+    _say_how_to_resume(args)
     return 0
 
 
@@ -803,17 +824,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def flag_names(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """``command``'s flags by the parameter they set (``dest``), e.g. ``{"axis": "--axis"}`` for ``sr``
+    and ``{"thick_axis": "--axis", "perceptual": "--no-perceptual"}`` for ``train-sr``."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    return {
+        a.dest: next(o for o in a.option_strings if o.startswith("--"))
+        for a in sub._actions
+        if any(o.startswith("--") for o in a.option_strings) and a.dest != "help"
+    }
+
+
+def error_text(exc: BaseException, flags: dict[str, str]) -> str:
+    """The one line the CLI shows for a library error: a parameter the library names in neutral words
+    (:mod:`transmrsr.errors`) becomes the flag that sets it (``flags``, else ``--`` and its name)."""
+    from .errors import NamesParameters
+
+    text = (
+        exc.worded(lambda p: flags.get(p, "--" + p.replace("_", "-"))) if isinstance(exc, NamesParameters) else str(exc)
+    )
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .data.io import VolumeError
     from .hub import PretrainedLoadError
     from .losses import PerceptualWeightsError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (PretrainedLoadError, ConfigError, VolumeError, ValueError, FileExistsError, PerceptualWeightsError) as exc:
-        print(f"transmrsr {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        text = error_text(exc, flag_names(parser, args.command))
+        print(f"transmrsr {args.command}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"transmrsr {args.command}: interrupted", file=sys.stderr)

@@ -52,9 +52,6 @@ class SerializableConfig:
         data["config_format_version"] = CONFIG_FORMAT_VERSION
         return data
 
-    def to_json_string(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config"):
         """Inverse of :meth:`to_dict`; ``source`` names the file in error messages."""

@@ -242,6 +242,11 @@ def super_resolve(
     )
 
 
+#: The neutral words for the ``axis`` and ``scale`` parameters in error messages (:mod:`transmrsr.errors`).
+_AXIS = {"axis": "the thick axis"}
+_SCALE = {"scale": "the slice-thickness factor"}
+
+
 def resolve_geometry(vol, scale: int | None = None, axis: int | None = None) -> tuple[int, int]:
     """Thick axis and factor of a :class:`~transmrsr.data.io.Volume`.
 
@@ -252,9 +257,9 @@ def resolve_geometry(vol, scale: int | None = None, axis: int | None = None) -> 
 
     path = vol.path
     if axis is not None and not 0 <= axis <= 2:
-        raise VolumeError(f"{path}: --axis must be 0, 1 or 2, got {axis}")
+        raise VolumeError(f"{path}: {{axis}} must be 0, 1 or 2, got {axis}", params=_AXIS)
     if scale is not None and scale < 2:
-        raise VolumeError(f"{path}: --scale must be at least 2, got {scale}")
+        raise VolumeError(f"{path}: {{scale}} must be at least 2, got {scale}", params=_SCALE)
     tag = simulation_tag(vol.header)
     if isinstance(tag.get("axis"), int) and isinstance(tag.get("scale"), int) and 0 <= tag["axis"] <= 2:
         detected: tuple[int, int] | None = (int(tag["axis"]), int(tag["scale"]))
@@ -265,7 +270,8 @@ def resolve_geometry(vol, scale: int | None = None, axis: int | None = None) -> 
         raise VolumeError(
             f"{path}: voxel sizes ({zooms} mm) are isotropic, so there is no thick axis to super-resolve; "
             "for a high-resolution scan, make a thick-slice version first with 'transmrsr simulate', "
-            "or give both --scale and --axis"
+            "or give both {scale} and {axis}",
+            params={**_SCALE, **_AXIS},
         )
     a = axis if axis is not None else detected[0]
     if scale is not None:
@@ -273,7 +279,10 @@ def resolve_geometry(vol, scale: int | None = None, axis: int | None = None) -> 
     elif detected is not None and detected[0] == a:
         r = detected[1]
     else:
-        raise VolumeError(f"{path}: axis {a} is not the thick axis of this volume; give --scale too")
+        raise VolumeError(
+            f"{path}: axis {a} is not the thick axis of this volume; give {{scale}} too",
+            params=_SCALE,
+        )
     return a, r
 
 
@@ -315,9 +324,9 @@ def simulate_file(hr_path, lr_path, scale: int, axis: int, profile: str = "box")
     if profile not in PROFILES:
         raise VolumeError(f"{hr_path}: unknown slice profile {profile!r}; choose one of {PROFILES}")
     if not 0 <= axis <= 2:
-        raise VolumeError(f"{hr_path}: --axis must be 0, 1 or 2, got {axis}")
+        raise VolumeError(f"{hr_path}: {{axis}} must be 0, 1 or 2, got {axis}", params=_AXIS)
     if scale < 2:
-        raise VolumeError(f"{hr_path}: --scale must be at least 2, got {scale}")
+        raise VolumeError(f"{hr_path}: {{scale}} must be at least 2, got {scale}", params=_SCALE)
     vol = load_volume(hr_path)
     if vol.shape[axis] < scale:
         raise VolumeError(f"{hr_path}: only {vol.shape[axis]} slices along axis {axis}, fewer than the factor {scale}")
@@ -476,7 +485,7 @@ def detect_acquisition(
     if profile not in PROFILES:
         raise VolumeError(f"{path}: unknown slice profile {profile!r}; choose one of {PROFILES}")
     if axis is not None and axis not in (0, 1, 2):
-        raise VolumeError(f"{path}: --axis must be 0, 1 or 2, got {axis}")
+        raise VolumeError(f"{path}: {{axis}} must be 0, 1 or 2, got {axis}", params=_AXIS)
     tag = simulation_tag(vol.header)
     tagged = isinstance(tag.get("axis"), int) and isinstance(tag.get("scale"), int) and 0 <= tag["axis"] <= 2
     if axis is None:
@@ -490,7 +499,8 @@ def detect_acquisition(
                 raise VolumeError(
                     f"{path}: voxel sizes ({shown} mm) are isotropic, so there is no thick axis to super-resolve; "
                     "for a high-resolution scan, make a thick-slice version first with 'transmrsr simulate', "
-                    "or give both --scale and --axis"
+                    "or give both {scale} and {axis}",
+                    params={**_SCALE, **_AXIS},
                 )
             axis = a
     if scale is not None:

@@ -251,9 +251,6 @@ class Stage2Spec(_TrainSpec):
             raise JobError(f"{_path(self.vgg_weights)}: no such VGG19 weights file or folder")
 
 
-JobSpec = Stage1Spec | CentroidSpec | Stage2Spec
-
-
 # ------------------------------------------------------------------------------------- records
 def parse_records(data: bytes) -> tuple[list[dict], int]:
     """JSON records of the complete lines of ``data``; returns ``(records, bytes consumed)``.
@@ -391,7 +388,6 @@ class JobStatus:
     total: int | None = None
     it_s: float | None = None
     eta_s: float | None = None
-    elapsed_s: float | None = None
     message: str = ""
     pid: int | None = None
 
@@ -414,15 +410,11 @@ class JobStatus:
 @dataclass
 class Job:
     spec: Any
-    resume: bool
     command: list[str]
     proc: subprocess.Popen
     folder: Path
-    log_offset: int
-    started: float
     stop_requested: float | None = None
     killed: bool = False
-    ended: float | None = None
     records: list[dict] = field(default_factory=list)
     read_pos: int = 0
 
@@ -506,16 +498,7 @@ class JobManager:
                 (folder / JOB_INFO).write_text(json.dumps(info, indent=2) + "\n")
             except OSError:
                 pass
-            self._job = Job(
-                spec=spec,
-                resume=resume,
-                command=cmd,
-                proc=proc,
-                folder=folder,
-                log_offset=offset,
-                started=time.time(),
-                read_pos=offset,
-            )
+            self._job = Job(spec=spec, command=cmd, proc=proc, folder=folder, read_pos=offset)
             self._last_spec = spec
             return self.status()
 
@@ -616,8 +599,6 @@ class JobManager:
             if job is None:
                 return JobStatus(state="idle", label="no job")
             rc = job.proc.poll()
-            if rc is not None and job.ended is None:
-                job.ended = time.time()
             records = self.records()
             events = [r.get("event") for r in records if r.get("event") in ("done", "stopped", "early_stop_done")]
             last_event = events[-1] if events else None
@@ -644,7 +625,6 @@ class JobManager:
                 folder=job.folder,
                 command=job.command,
                 exit_code=rc,
-                elapsed_s=(job.ended or time.time()) - job.started,
                 message=message,
                 pid=job.proc.pid,
             )

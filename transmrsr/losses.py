@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import NamesParameters
+
 #: VGG19 ("E") layer plan: channels or "M" for max-pooling.
 _VGG19_PLAN = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
 DEFAULT_VGG_REPO = "timm/vgg19.tv_in1k"
@@ -22,8 +24,9 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class PerceptualWeightsError(RuntimeError):
-    """VGG19 weights for the perceptual loss cannot be loaded."""
+class PerceptualWeightsError(NamesParameters, RuntimeError):
+    """VGG19 weights for the perceptual loss cannot be loaded (the message names the caller's options,
+    :mod:`transmrsr.errors`)."""
 
 
 class VGG19Features(nn.Module):
@@ -79,8 +82,9 @@ def load_vgg19_features(source: str | os.PathLike | None = None, *, local_files_
         except Exception as exc:
             raise PerceptualWeightsError(
                 f"VGG19 ImageNet weights ({src}/model.safetensors) cannot be had here ({exc.__class__.__name__}); "
-                "download them once into the Hugging Face cache or pass --vgg-weights FILE, or train without the "
-                "perceptual terms with --no-perceptual"
+                "download them once into the Hugging Face cache or give a local copy ({vgg_weights}), or train "
+                "without the perceptual terms ({perceptual})",
+                params={"vgg_weights": "vgg_weights=FILE", "perceptual": "perceptual=False"},
             ) from None
     try:
         state = load_file(str(path))

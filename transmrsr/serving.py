@@ -15,7 +15,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -129,9 +129,6 @@ class ModelPolicy:
     default: str = BUNDLED
     cache_size: int = 2
 
-    def bundled_path(self, factor: int) -> Path:
-        return bundled_dir(factor, self.bundled_root)
-
     def bundled_factors(self) -> tuple[int, ...]:
         """The factors with bundled weights present, e.g. ``(4, 8)``."""
         root = Path(self.bundled_root)
@@ -153,7 +150,6 @@ class LoadedModel:
     source: str
     model: Any
     bundled: bool
-    last_used: float = field(default_factory=time.monotonic)
 
 
 class ModelRegistry:
@@ -241,7 +237,6 @@ class ModelRegistry:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
-                hit.last_used = time.monotonic()
                 return hit
         model = self._load(source)
         entry = LoadedModel(

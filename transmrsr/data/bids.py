@@ -16,17 +16,17 @@ import os
 import re
 from pathlib import Path
 
+from ..errors import NamesParameters
 from ..fileutil import atomic_write_bytes
 
 DESC = "transmrsr"
-#: BIDS suffixes of anatomical scans the command accepts with ``--suffix``.
-ANAT_SUFFIXES = ("T1w", "T2w", "FLAIR", "PDw", "T2starw", "PD", "T1map", "inplaneT1", "inplaneT2", "angio")
 _NII = re.compile(r"\.nii(\.gz)?$", re.I)
 _ENTITY = re.compile(r"^[a-zA-Z0-9]+-[a-zA-Z0-9]+$")
 
 
-class BIDSError(ValueError):
-    """The folder is not a BIDS dataset, or a name is not a BIDS name; the message says which."""
+class BIDSError(NamesParameters, ValueError):
+    """The folder is not a BIDS dataset, or a name is not a BIDS name; the message says which
+    (naming the caller's parameters as :mod:`transmrsr.errors` says)."""
 
 
 def check_root(root: str | os.PathLike) -> Path:
@@ -44,7 +44,10 @@ def find_inputs(root: str | os.PathLike, suffix: str = "T1w") -> list[Path]:
     sorted (the same order in every process)."""
     base = check_root(root)
     if not re.fullmatch(r"[A-Za-z0-9]+", suffix or ""):
-        raise BIDSError(f"--suffix {suffix!r} is not a BIDS suffix (letters and digits, e.g. T1w, T2w, FLAIR)")
+        raise BIDSError(
+            f"{{suffix}} {suffix!r} is not a BIDS suffix (letters and digits, e.g. T1w, T2w, FLAIR)",
+            params={"suffix": "the suffix"},
+        )
     found = []
     for pattern in ("sub-*/anat/*", "sub-*/ses-*/anat/*"):
         for p in base.glob(pattern):

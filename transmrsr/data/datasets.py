@@ -37,11 +37,6 @@ def find_volumes(folder: str | Path) -> list[Path]:
     return files
 
 
-def subject_id(path: Path) -> str:
-    name = path.name
-    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
-
-
 def split_subjects(paths: list[Path], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[Path], list[Path]]:
     """Split volumes by subject (file) into train / validation; at least one of each when
     there are two or more volumes, unless ``val_fraction`` is 0 (no validation)."""

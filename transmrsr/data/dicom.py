@@ -80,16 +80,6 @@ def dcm2niix_command() -> str:
     return found
 
 
-def dcm2niix_version() -> str:
-    """``dcm2niix``'s version string (e.g. ``v1.0.20240202``), or ``"unknown"``."""
-    try:
-        out = subprocess.run([dcm2niix_command(), "--version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired, VolumeError):
-        return "unknown"
-    m = re.search(r"v\d+\.\d+\.\d+\S*", out.stdout + out.stderr)
-    return m.group(0) if m else "unknown"
-
-
 def _has_dicom_preamble(p: Path) -> bool:
     try:
         with open(p, "rb") as fh:
@@ -432,7 +422,8 @@ def convert_dicom(
         max_bytes: input memory budget (:func:`~transmrsr.data.io.max_input_bytes`).
         shown: how messages name the input (default: ``source`` as given).
         chooser: how the caller's user picks a series, said where several are found (default:
-            ``--series``, as on the command line; e.g. ``"upload a zip of that series alone"`` in the app).
+            the ``series`` argument, which the command line calls ``--series``; e.g. ``"upload a zip
+            of that series alone"`` in the app).
 
     Raises:
         VolumeError: one line naming the input (and the series): no DICOM, a bad series (mixed
@@ -487,8 +478,9 @@ def _short(s: SeriesInfo) -> str:
 
 def _choose(found: list[SeriesInfo], series: str | int | None, shown: str, chooser: str | None = None) -> SeriesInfo:
     """The series to convert: ``series`` when given, else the only structural single volume (a
-    thick-slice one before an isotropic one). ``chooser``: how the user picks one (default
-    ``--series``), said in the message when there is a choice to make."""
+    thick-slice one before an isotropic one). ``chooser``: how the user picks one (default: the
+    ``series`` argument, a parameter the message names, :mod:`transmrsr.errors`), said in the
+    message when there is a choice to make."""
     if series is not None:
         key = str(series).strip()
         hits = [s for s in found if key in (s.number, s.description, s.nifti.stem)]
@@ -503,6 +495,7 @@ def _choose(found: list[SeriesInfo], series: str | int | None, shown: str, choos
         if pick.problem:
             raise VolumeError(f"{shown}: {pick.label}: {pick.problem}", path=shown)
         return pick
+    params = {"series": "the series argument"} if chooser is None else None  # the caller's series choice
     usable = [s for s in found if s.problem is None]
     structural = [s for s in usable if s.structural]
     pool = structural or (usable if len(found) == 1 else [])
@@ -513,18 +506,21 @@ def _choose(found: list[SeriesInfo], series: str | int | None, shown: str, choos
         said: dict[str, str] = {}  # one entry per series and problem (a split series says it once)
         for s in found:
             why = s.problem or (
-                "not a structural volume" + (f" (choose it with --series {_key(s, found)})" if chooser is None else "")
+                "not a structural volume"
+                + (f" (choose it with {{series}} {_key(s, found)})" if chooser is None else "")
             )
             said.setdefault(f"{s.label if s.problem is None else f'series {s.number} {s.description!r}'}: {why}", "")
         if len(said) == 1:
-            raise VolumeError(f"{shown}: {next(iter(said))}", path=shown)
-        raise VolumeError(f"{shown}: no structural volume to super-resolve: {_listing(list(said))}", path=shown)
+            raise VolumeError(f"{shown}: {next(iter(said))}", path=shown, params=params)
+        raise VolumeError(
+            f"{shown}: no structural volume to super-resolve: {_listing(list(said))}", path=shown, params=params
+        )
     thick = [s for s in pool if thick_axis(s.zooms) is not None]
     pool = thick or pool
     if len(pool) > 1:
         listed = _listing([f"{_key(s, found)} = {_short(s)}" for s in pool])
-        how = "choose one with --series" if chooser is None else f"to super-resolve one, {chooser}"
-        raise VolumeError(f"{shown}: {len(pool)} structural series; {how}: {listed}", path=shown)
+        how = "choose one by its key with {series}" if chooser is None else f"to super-resolve one, {chooser}"
+        raise VolumeError(f"{shown}: {len(pool)} structural series; {how}: {listed}", path=shown, params=params)
     return pool[0]
 
 

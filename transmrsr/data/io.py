@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import NamesParameters
 from ..fileutil import atomic_path
 
 #: Largest accepted number of voxels along one axis, and in total (documented limits).
@@ -61,15 +62,18 @@ _SIZE_UNITS = {
 }
 
 
-class VolumeError(ValueError):
+class VolumeError(NamesParameters, ValueError):
     """An input volume cannot be used; the message names the file and the problem.
 
     ``path`` (when given) is the file as the caller named it; :meth:`public_message` is the
     message with that path cut to the file's name, for users who must not see server folders.
+    ``params``: the caller's parameters the message names (:mod:`transmrsr.errors`).
     """
 
-    def __init__(self, message: str, *, path: str | os.PathLike | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, path: str | os.PathLike | None = None, params: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, params=params)
         self.path = None if path is None else str(path)
 
     def public_message(self) -> str:
@@ -344,12 +348,19 @@ def header_factor(info: VolumeHeader | Volume) -> tuple[int, int] | None:
     return thick_axis(info.zooms)
 
 
-def check_scale(scale: float | None, path: str | os.PathLike, what: str = "--scale") -> None:
-    """Refuse a slice-thickness factor that is not finite or outside ``[MIN_SCALE, MAX_SCALE]``."""
+def check_scale(scale: float | None, path: str | os.PathLike, what: str | None = None) -> None:
+    """Refuse a slice-thickness factor that is not finite or outside ``[MIN_SCALE, MAX_SCALE]``.
+
+    ``what``: the factor's name in the message; by default the caller's ``scale`` parameter."""
     if scale is None:
         return
     if not (np.isfinite(scale) and MIN_SCALE <= scale <= MAX_SCALE):
-        raise VolumeError(f"{path}: {what} must lie between {MIN_SCALE:g} and {MAX_SCALE}, got {scale}", path=path)
+        name = what or "{scale}"  # the caller's parameter, in neutral words or as a front end calls it
+        raise VolumeError(
+            f"{path}: {name} must lie between {MIN_SCALE:g} and {MAX_SCALE}, got {scale}",
+            path=path,
+            params=None if what else {"scale": "the slice-thickness factor"},
+        )
 
 
 def check_output_size(info: VolumeHeader | Volume, factor: float, max_bytes: int | None = None) -> int:

@@ -269,7 +269,8 @@ def prepare_public(
             log(f"skipped {p.name}: not on the allow-list of public training volumes")
     if not any(manifest["split"][r] for r in ROLES):
         raise VolumeError(
-            f"{src_dir}: none of the allow-listed volumes was found (see `transmrsr prepare-public --list`)"
+            f"{src_dir}: none of the allow-listed volumes was found (named <id>.nii.gz or .mgz; {{list}} lists them)",
+            params={"list": "transmrsr.data.public.PUBLIC_SOURCES"},
         )
     (out / "sources.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

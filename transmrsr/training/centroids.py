@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ParameterError
 from ..models import StyleSwinGenerator
 from ..models.truncation import fit_centroids, sample_mapping_latents
 
@@ -19,8 +20,9 @@ def fit_generator_centroids(
     gen = StyleSwinGenerator.from_pretrained(gan_dir)
     k = clusters or gen.config.num_centroids
     if k != gen.config.num_centroids:
-        raise ValueError(
-            f"--clusters {k} differs from the model's num_centroids {gen.config.num_centroids} (fixed by its preset)"
+        raise ParameterError(
+            f"{{clusters}} {k} differs from the model's num_centroids {gen.config.num_centroids} (fixed by its preset)",
+            params={"clusters": "the number of clusters"},
         )
     latents = sample_mapping_latents(gen.mapping, num_samples, gen.config.style_dim, seed=seed)
     centroids = fit_centroids(latents, k, seed=seed)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..errors import NamesParameters
 from ..fileutil import atomic_path
 
 STATE_NAME = "training_state.pt"
@@ -77,7 +78,7 @@ class StopFlag:
                 pass
         return self
 
-    def _handle(self, signum, frame) -> None:
+    def _handle(self, _signum, _frame) -> None:  # the signal module's handler signature
         self.stop = True
 
     def __exit__(self, *exc) -> None:
@@ -114,6 +115,10 @@ class Throughput:
         return rate, eta
 
 
+class RunExistsError(NamesParameters, FileExistsError):
+    """The output folder holds a run that is not being resumed (the message names the caller's options)."""
+
+
 def start_run(opts, accelerator=None):
     """The Accelerator, output folder and state path of a run; refuses to overwrite a run that
     is not resumed; seeds this process. Returns ``(accelerator, out, state_path)``."""
@@ -124,8 +129,9 @@ def start_run(opts, accelerator=None):
     out = Path(opts.out)
     state_path = out / STATE_NAME
     if state_path.exists() and not opts.resume:
-        raise FileExistsError(
-            f"{state_path}: a run already lives here; pass --resume to continue it or choose another --out"
+        raise RunExistsError(
+            f"{state_path}: a run already lives here; resume it ({{resume}}) or choose another {{out}}",
+            params={"resume": "resume=True", "out": "output folder"},
         )
     seed_everything(opts.seed + acc.process_index)
     return acc, out, state_path

@@ -214,7 +214,7 @@ def train_gan(opts: GANTrainConfig, accelerator=None) -> Path:
     save()
     if flag.stop:
         log.log(event="stopped", stage="gan", step=step)
-        acc.print(f"stopped at step {step}; state saved to {state_path} (continue with --resume)")
+        acc.print(f"stopped at step {step}; state saved to {state_path} (resume the run to continue it)")
     else:
         log.log(event="done", stage="gan", step=step)
     return out

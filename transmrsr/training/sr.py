@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from ..config import SRTrainConfig
 from ..data.datasets import Acquisition, Augment, SRPairDataset, find_volumes, split_subjects
+from ..errors import ParameterError
 from ..losses import PerceptualLoss, load_vgg19_features
 from ..models import EDSR, EDSRConfig, StyleSwinGenerator, TransMRSR, load_sr_model
 from .common import (
@@ -41,6 +42,9 @@ from .common import (
 
 logger = logging.getLogger(__name__)
 
+#: The neutral words for the ``init`` option in error messages (:mod:`transmrsr.errors`).
+_INIT = {"init": "the starting model"}
+
 
 def build_sr_model(opts: SRTrainConfig) -> tuple[TransMRSR | EDSR, bool]:
     """The stage-2 model with the ablation switch applied, the prior loaded from ``opts.gan``;
@@ -54,16 +58,18 @@ def build_sr_model(opts: SRTrainConfig) -> tuple[TransMRSR | EDSR, bool]:
     if opts.init:
         start = load_sr_model(opts.init)
         if type(start) is not type(model):
-            raise ValueError(
-                f"--init {opts.init}: holds a {type(start).__name__}, but this run trains a {type(model).__name__}"
+            raise ParameterError(
+                f"{{init}} {opts.init}: holds a {type(start).__name__}, but this run trains a {type(model).__name__}",
+                params=_INIT,
             )
         ours, theirs = model.config.to_dict(), start.config.to_dict()
         # phi is a run-time choice, not a size; the position table is the start model's (below)
         diff = sorted(k for k in ours if k not in ("phi", "position_table") and ours[k] != theirs.get(k))
         if diff:
-            raise ValueError(
-                f"--init {opts.init}: its {', '.join(diff)} differ from this run's model "
-                "(pass the same --preset, --img-size and ablation as it was trained with)"
+            raise ParameterError(
+                f"{{init}} {opts.init}: its {', '.join(diff)} differ from this run's model "
+                "(pass the same {preset}, {img_size} and {ablation} as it was trained with)",
+                params={**_INIT, "preset": "preset", "img_size": "img_size", "ablation": "ablation"},
             )
         if isinstance(model, TransMRSR):  # the fixed table its weights were trained with (not in the state dict)
             model.set_position_table(start.config.position_table)
@@ -71,8 +77,10 @@ def build_sr_model(opts: SRTrainConfig) -> tuple[TransMRSR | EDSR, bool]:
         loaded = True
     # issue 22, frozen GP: a frozen decoder must be a pretrained one
     if isinstance(model, TransMRSR) and model.config.freeze_prior and not loaded:
-        raise ValueError(
-            "--ablation frozen-gp freezes the pretrained decoder: give --gan (the stage-1 generator) or --init"
+        raise ParameterError(
+            "{ablation} frozen-gp freezes the pretrained decoder: give the stage-1 generator ({gan}) or a "
+            "starting model ({init})",
+            params={"ablation": "the ablation", "gan": "gan", "init": "init"},
         )
     return model, loaded
 
@@ -82,7 +90,10 @@ def _build_sr_model(opts: SRTrainConfig) -> tuple[TransMRSR | EDSR, bool]:
         raise ValueError(f"unknown arch {opts.arch!r}; choose one of {list(SRTrainConfig.ARCHS)}")
     if opts.arch == "edsr":
         if opts.ablation:
-            raise ValueError(f"--ablation {opts.ablation} is a TransMRSR ablation; it does not apply to --arch edsr")
+            raise ParameterError(
+                f"{{ablation}} {opts.ablation} is a TransMRSR ablation; it does not apply to {{arch}} edsr",
+                params={"ablation": "the ablation", "arch": "the architecture"},
+            )
         return EDSR(EDSRConfig.from_preset(opts.preset, img_size=opts.model_config().img_size)), False
     if opts.ablation and opts.ablation not in SRTrainConfig.ABLATIONS:
         raise ValueError(f"unknown ablation {opts.ablation!r}; choose one of {sorted(SRTrainConfig.ABLATIONS)}")
@@ -178,12 +189,13 @@ def train_sr(opts: SRTrainConfig, accelerator=None) -> Path:
             val_volumes=[p.name for p in val_paths],
         )
         if perceptual is None:
-            log.log(event="note", stage="sr", message="perceptual terms off (--no-perceptual): loss = L1 only")
+            log.log(event="note", stage="sr", message="perceptual terms off (perceptual=False): loss = L1 only")
         if opts.arch == "edsr" and (opts.gan or opts.phi is not None):
             log.log(
                 event="note",
                 stage="sr",
-                message="--arch edsr: the CNN baseline uses no generative prior or truncation; --gan / --phi not used",
+                message="arch edsr: the CNN baseline uses no generative prior or truncation; its gan and phi options are "
+                "not used",
             )
     else:
         log.log(event="resume", stage="sr", step=step, epoch=epoch)
@@ -282,16 +294,16 @@ def train_sr(opts: SRTrainConfig, accelerator=None) -> Path:
     event = "stopped" if flag.stop else ("early_stop_done" if stopped_early else "done")
     log.log(event=event, stage="sr", step=step, epoch=epoch, best_val_psnr=best)
     if flag.stop:
-        acc.print(f"stopped at step {step}; state saved to {state_path} (continue with --resume)")
+        acc.print(f"stopped at step {step}; state saved to {state_path} (resume the run to continue it)")
     return out
 
 
 def _model_card(opts: SRTrainConfig, model: TransMRSR | EDSR, best: float, step: int, perceptual: bool) -> str:
-    terms = "1.0 L1 + 0.5 content + 0.5 style (VGG19)" if perceptual else "1.0 L1 only (--no-perceptual)"
+    terms = "1.0 L1 + 0.5 content + 0.5 style (VGG19)" if perceptual else "1.0 L1 only (perceptual terms off)"
     val = f"{best:.2f} dB" if math.isfinite(best) else "not measured"
     if opts.arch == "edsr":
         title = f"EDSR baseline ({model.config.preset}: {model.config.channels} channels x {model.config.num_blocks} blocks, x{opts.scale})"
-        variant = "the EDSR-style CNN baseline (`--arch edsr`)"
+        variant = "the EDSR-style CNN baseline (arch: edsr)"
     else:
         title = f"TransMRSR ({model.config.preset}, x{opts.scale})"
         variant = f"ablation: {opts.ablation or 'none'}"
