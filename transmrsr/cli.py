@@ -273,11 +273,11 @@ def _cmd_sr(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_scale(args.scale, args.input)
-    if args.axis is not None and args.axis not in (0, 1, 2):  # before any warning is computed along it
-        raise ValueError(f"{args.input}: --axis must be 0, 1 or 2, got {args.axis}")
     check_device(args.device)
     if getattr(args, "dicom_out", None) or _is_dicom(args.input):  # a DICOM series: converted first (issue 20)
         return _sr_dicom(args)
+    if args.axis is not None and args.axis not in (0, 1, 2):  # before any warning is computed along it
+        raise ValueError(f"{args.input}: --axis must be 0, 1 or 2, got {args.axis}")
     info = read_header(args.input)  # header only: nothing is allocated for a refused file
     check_output_file(args.output, [args.input])
     trust_paths = _check_trust_args(args)
