@@ -126,6 +126,9 @@ def run_file(page, path: Path) -> None:
         upload.get_by_role("button", name="Clear").click()
     page.locator("#volume-upload input[type=file]").set_input_files(str(path))
     expect(upload).to_contain_text(path.name.split(".")[0], timeout=30_000)
+    # the upload's own handler (reading the header, planning the run) must finish before Run: on a busy
+    # machine a click during it can reach the server before the volume does
+    expect(page.locator(".pending")).to_have_count(0, timeout=60_000)
     page.locator("#run").click()
     expect(page.locator("#case-info")).to_contain_text(path.name.split(".")[0], timeout=120_000)
     page.wait_for_function(

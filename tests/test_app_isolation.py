@@ -135,7 +135,7 @@ def test_public_server_loads_no_server_path(tiny_dir, browser, t1_crop, tmp_path
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(app.url)
         box = page.locator("#model-spec textarea, #model-spec input").first
-        expect(box).to_have_value("default")  # the operator's default folder is not shown
+        expect(box).to_have_value("default", timeout=60_000)  # the operator's default folder is not shown
         assert str(tiny_dir) not in page.content()
         page.locator("#volume-upload input[type=file]").set_input_files(str(t1_crop))
         for spec in (str(other), "/etc"):
