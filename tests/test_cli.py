@@ -786,4 +786,5 @@ def test_sr_warns_when_the_file_says_it_is_not_t1(tmp_path, capsys):
         assert main(["sr", str(src), str(tmp_path / f"sr_{name}"), "--no-fusion", "--quiet"]) == 0
         err = capsys.readouterr().err
         assert ("does not look T1-weighted (its name says FLAIR)" in err) is warned, err
+        assert ("--adapt fits them to this scan first" in err) is warned, err  # what the user can do about it
         assert (tmp_path / f"sr_{name}").is_file()

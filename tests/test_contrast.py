@@ -127,6 +127,7 @@ def test_input_warnings_read_the_sidecar(tmp_path):
     (tmp_path / "sub-01_acq-thick_run-1.json").write_text(json.dumps({"SeriesDescription": "pd_tse_cor"}))
     (w,) = input_warnings(img.name, None, 4, (4, 8), sidecar=img)
     assert "not look like a T1-weighted scan (its sidecar's SeriesDescription says PD)" in w
+    assert "Adapting to this scan fits them to it first" in w  # what the reader can do about it
 
 
 def test_a_case_warns_from_its_sidecar(tmp_path, tiny_model):

@@ -223,7 +223,7 @@ def test_t2_like_contrast_is_flagged(t1):
     head = foreground_mask(data)
     t2_like = np.where(head, data.max() - data, 0).astype(np.float32)  # bright CSF, dark white matter
     found = input_range_warnings(t2_like, affine)
-    assert len(found) == 1 and "T1" in found[0]
+    assert len(found) == 1 and "T1" in found[0] and "Adapting to this scan" in found[0]
     assert input_range_warnings(t2_like, affine, contrast=False) == []  # e.g. a user's own T2 model
 
 
