@@ -511,6 +511,26 @@ def test_stage2_split_resume_across_epoch_is_identical(data_dir, gan_dir, steps_
     assert events == ["start", "note", "done", "resume", "epoch", "done"]
 
 
+def test_stage2_last_epoch_is_validated_and_can_be_the_best(data_dir, gan_dir, steps_per_epoch, tmp_path):
+    """A run whose last step ends an epoch (``--epochs N`` alone, or ``--max-steps`` on a boundary) validates that
+    epoch too, so the lowest-learning-rate epoch can be the saved best model (it was skipped before)."""
+    spe = steps_per_epoch
+    out = tmp_path / "run"
+    assert cli(*sr_args(data_dir, gan_dir, out, 2 * spe, "--no-perceptual", "--epochs", 2)) == 0
+    log = read_log(out)
+    epochs = [r for r in log if r.get("event") == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2] and [r["step"] for r in epochs] == [spe, 2 * spe]
+    assert all(math.isfinite(r["val_psnr"]) for r in epochs)
+    state = load_state(out)
+    assert state["step"] == 2 * spe and state["epoch"] == 2 and len(state["history"]) == 2
+    assert state["sched"]["last_epoch"] == 2
+    best = max(r["val_psnr"] for r in epochs)
+    assert state["best"] == best and log[-1]["event"] == "done" and log[-1]["best_val_psnr"] == best
+    saved = TransMRSR.from_pretrained(out).state_dict()
+    if epochs[1]["val_psnr"] > epochs[0]["val_psnr"]:  # the last epoch won: its weights are the saved model
+        assert_identical(dict(saved), dict(state["model"]), "saved model vs last state")
+
+
 @pytest.mark.parametrize("stage", ["train-sr", "train-gan"])
 def test_sigterm_then_resume(stage, data_dir, gan_dir, tmp_path):
     """SIGTERM a running training process: it saves and exits 0; --resume then continues

@@ -264,8 +264,8 @@ def train_sr(opts: SRTrainConfig, accelerator=None) -> Path:
                     )
                 if step % opts.checkpoint_every == 0:
                     save(best_model=False)
-                if flag.stop or step >= total:
-                    break
+                if flag.stop or (step >= total and batch_in_epoch < steps_per_epoch):
+                    break  # mid-epoch; a last step that ends its epoch falls through, so that epoch is validated
             else:  # a whole epoch: validate, schedule, early stop
                 epoch, batch_in_epoch = epoch + 1, 0
                 sched.step()
