@@ -287,7 +287,7 @@ def _cmd_sr(args: argparse.Namespace) -> int:
         check_scale(factor, args.input, what=None if args.scale is not None else "the slice-thickness factor")
         check_output_size(info, factor)
     vol = load_volume(args.input)
-    from .trust import input_range_warnings
+    from .trust import ADAPT_GAIN_NOT_T1, input_range_warnings
 
     # far from the training data (geometry always; contrast only for the bundled T1 weights)
     bundled = is_bundled(args.model)
@@ -303,11 +303,7 @@ def _cmd_sr(args: argparse.Namespace) -> int:
             print(
                 f"warning: {os.path.basename(str(args.input))} does not look T1-weighted ({hint}); the bundled "
                 "weights are trained on T1 only, the result may be wrong"
-                + (
-                    ""
-                    if args.adapt
-                    else "; --adapt fits them to this scan first (measured on T2 and FLAIR heads: +0.1 to +0.3 dB)"
-                ),
+                + ("" if args.adapt else f"; --adapt fits them to this scan first ({ADAPT_GAIN_NOT_T1})"),
                 file=sys.stderr,
             )
     # any factor (issue 17): served by the bundled x4 / x8 models, or by --model at the nearest integer

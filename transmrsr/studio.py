@@ -517,13 +517,14 @@ def input_warnings(
     """Why the result may be unreliable: a contrast other than T1 (:func:`contrast_guess` of the
     name, header and ``sidecar``), a factor the model was not trained for (``served``: the model's
     factors, None when unknown)."""
+    from .trust import ADAPT_HINT_NOT_T1
+
     out = []
     hint = contrast_guess(name, header, sidecar)
     if hint:
         out.append(
             f"This does not look like a T1-weighted scan ({hint}); the models are trained on T1 only, "
-            "so the result may be wrong. Adapting to this scan fits them to it first (measured on T2 and FLAIR "
-            "heads: +0.1 to +0.3 dB)."
+            f"so the result may be wrong. {ADAPT_HINT_NOT_T1}"
         )
     if served is None:
         out.append(f"The model's training factor is not recorded: it may not be made for ×{factor}.")

@@ -341,6 +341,11 @@ MAX_SHEAR_COS = 0.05
 T1_CENTRE_MIN = 0.40
 #: A volume with fewer distinct values than this is a label map or a mask, not an MR image.
 MIN_DISTINCT_VALUES = 32
+#: What per-scan adaptation gained on the allow-listed T2 / FLAIR heads at x4 (docs/user-guide.md):
+#: every "not T1" warning (here, in the app's upload check, in the CLI) quotes it.
+ADAPT_GAIN_NOT_T1 = "measured on T2 and FLAIR heads: +0.1 to +0.3 dB"
+#: The sentence the library's "not T1" warnings end with (the CLI names its flag instead).
+ADAPT_HINT_NOT_T1 = f"Adapting to this scan fits them to it first ({ADAPT_GAIN_NOT_T1})."
 
 
 def centre_median(data: np.ndarray, foreground: np.ndarray | None = None) -> float:
@@ -436,8 +441,7 @@ def input_range_warnings(
         out.append(
             f"The contrast does not look T1-weighted: the centre of the head is dark ({c:.2f} of the "
             f"intensity range; T1 heads: 0.46-0.85, T2: about 0.3), as when CSF is bright and white matter "
-            "dark. The weights are trained on T1 only; the result may be wrong. Adapting to this scan fits "
-            "them to it first (measured on T2 and FLAIR heads: +0.1 to +0.3 dB)."
+            f"dark. The weights are trained on T1 only; the result may be wrong. {ADAPT_HINT_NOT_T1}"
         )
     return out
 
