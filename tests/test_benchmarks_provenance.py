@@ -3,6 +3,7 @@ and the scripts' import of it, as ``benchmarks.provenance`` also when run as ``p
 
 from __future__ import annotations
 
+import mmap
 import re
 import subprocess
 import sys
@@ -55,10 +56,13 @@ def test_peak_rss_follows_a_large_allocation_and_resets():
         pytest.skip("resource is POSIX only")
     resettable = pv.reset_peak_rss()
     before = pv.peak_rss_mb()
-    block = np.ones(96 * 2**20 // 8)  # 96 MiB, touched
+    # 96 MiB of fresh pages, touched: an anonymous mapping of its own, because a malloc'd array may reuse heap
+    # pages an earlier test freed but left resident (then the RSS, and its peak, would not move)
+    block = mmap.mmap(-1, 96 * 2**20)
+    np.frombuffer(block, dtype=np.uint8)[:] = 1
     with_block = pv.peak_rss_mb()
     assert with_block - before > 80
-    del block
+    block.close()
     if resettable:
         assert pv.reset_peak_memory("cpu")
         assert pv.peak_memory_mb("cpu") < with_block - 50  # the mark starts again from what is resident now
